@@ -1,0 +1,277 @@
+/* args.c: table-driven parsing of the official flag names. */
+#include "args.h"
+
+#include "errors.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { F_INT, F_LONG, F_DOUBLE, F_STRING, F_TRUE, F_FALSE, F_GEMM, F_IGNORE_VALUE,
+               F_IGNORE_LIST, F_IGNORE_SWITCH } flag_kind;
+
+typedef struct {
+    const char *name;
+    flag_kind kind;
+    size_t offset; /* into cae_args */
+    const char *help;
+} flag_spec;
+
+#define A(field) offsetof(cae_args, field)
+#define M(field) (offsetof(cae_args, model) + offsetof(cae_config, field))
+
+static const flag_spec flags[] = {
+    /* model */
+    {"model", F_STRING, A(model_name), "preset: cae_{tiny,small,base,large}_patch16_224_8k_vocab"},
+    {"input_size", F_INT, M(input_size), "image size S"},
+    {"patch_size", F_INT, M(patch_size), "patch size P"},
+    {"embed_dim", F_INT, M(embed_dim), "encoder width D"},
+    {"depth", F_INT, M(depth), "encoder blocks"},
+    {"num_heads", F_INT, M(num_heads), "encoder heads"},
+    {"mlp_ratio", F_DOUBLE, M(mlp_ratio), "MLP hidden width / width"},
+    {"decoder_embed_dim", F_INT, M(decoder_embed_dim), "regressor and decoder width"},
+    {"regressor_depth", F_INT, M(regressor_depth), "regressor blocks"},
+    {"decoder_depth", F_INT, M(decoder_depth), "decoder blocks"},
+    {"decoder_num_heads", F_INT, M(decoder_num_heads), "regressor and decoder heads"},
+    {"decoder_num_classes", F_INT, M(decoder_num_classes), "tokenizer vocabulary K"},
+    {"layer_scale_init_value", F_DOUBLE, M(layer_scale_init_value), "encoder layer scale (0: none)"},
+    {"decoder_layer_scale_init_value", F_DOUBLE, M(decoder_layer_scale_init_value),
+     "regressor/decoder layer scale (0: none)"},
+    {"align_loss_weight", F_DOUBLE, M(align_loss_weight), "weight of the alignment MSE"},
+    {"num_mask_patches", F_INT, M(num_mask_patches), "masked patches per image"},
+    {"drop_path", F_DOUBLE, M(drop_path), "stochastic depth rate"},
+    /* data, masking, augmentation */
+    {"data_path", F_STRING, A(data_path), "ImageFolder root"},
+    {"batch_size", F_INT, A(batch_size), "images per rank and step"},
+    {"second_input_size", F_INT, A(second_input_size), "tokenizer view size"},
+    {"mask_generator", F_STRING, A(mask_generator), "block or random"},
+    {"max_mask_patches_per_block", F_INT, A(max_mask_patches_per_block), "block masking"},
+    {"min_mask_patches_per_block", F_INT, A(min_mask_patches_per_block), "block masking"},
+    {"ratio_mask_patches", F_DOUBLE, A(ratio_mask_patches), "random masking"},
+    {"crop_min_size", F_DOUBLE, A(crop_min_size), "RandomResizedCrop scale minimum"},
+    {"crop_max_size", F_DOUBLE, A(crop_max_size), "RandomResizedCrop scale maximum"},
+    {"train_interpolation", F_STRING, A(train_interpolation), "model view filter"},
+    {"second_interpolation", F_STRING, A(second_interpolation), "tokenizer view filter"},
+    {"color_jitter", F_DOUBLE, A(color_jitter), "color jitter strength"},
+    {"imagenet_default_mean_and_std", F_TRUE, A(imagenet_default_mean_and_std), "ImageNet normalization"},
+    {"discrete_vae_weight_path", F_STRING, A(discrete_vae_weight_path), "tokenizer weights"},
+    {"discrete_vae_type", F_STRING, A(discrete_vae_type), "tokenizer kind"},
+    {"num_workers", F_INT, A(num_workers), "loader threads"},
+    /* optimization */
+    {"epochs", F_INT, A(epochs), "training epochs"},
+    {"lr", F_DOUBLE, A(lr), "peak learning rate (not scaled by batch size)"},
+    {"warmup_lr", F_DOUBLE, A(warmup_lr), "warmup start lr"},
+    {"min_lr", F_DOUBLE, A(min_lr), "final lr"},
+    {"warmup_epochs", F_INT, A(warmup_epochs), "linear warmup epochs"},
+    {"warmup_steps", F_INT, A(warmup_steps), "linear warmup steps (overrides epochs)"},
+    {"weight_decay", F_DOUBLE, A(weight_decay), "AdamW weight decay"},
+    {"weight_decay_end", F_DOUBLE, A(weight_decay_end), "final weight decay"},
+    {"clip_grad", F_DOUBLE, A(clip_grad), "global gradient norm clip"},
+    {"opt", F_STRING, A(opt), "optimizer"},
+    {"opt_eps", F_DOUBLE, A(opt_eps), "AdamW epsilon"},
+    {"opt_betas", F_IGNORE_LIST, 0, "AdamW betas"},
+    {"momentum", F_DOUBLE, A(momentum), "SGD momentum"},
+    /* run */
+    {"output_dir", F_STRING, A(output_dir), "checkpoints and logs"},
+    {"log_dir", F_STRING, A(log_dir), "log folder"},
+    {"exp_name", F_STRING, A(exp_name), "experiment name"},
+    {"seed", F_LONG, A(seed), "random seed"},
+    {"resume", F_STRING, A(resume), "checkpoint to resume"},
+    {"auto_resume", F_TRUE, A(auto_resume), "resume from output_dir"},
+    {"no_auto_resume", F_FALSE, A(auto_resume), "do not resume"},
+    {"save_ckpt_freq", F_INT, A(save_ckpt_freq), "epochs between checkpoints"},
+    {"start_epoch", F_INT, A(start_epoch), "first epoch"},
+    /* accepted for compatibility with official command lines */
+    {"sincos_pos_emb", F_IGNORE_SWITCH, 0, "(always on)"},
+    {"device", F_IGNORE_VALUE, 0, "(use CAE_CL_PLATFORM / CAE_CL_DEVICE)"},
+    {"pin_mem", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"no_pin_mem", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"world_size", F_IGNORE_VALUE, 0, "(set by mpirun)"},
+    {"local_rank", F_IGNORE_VALUE, 0, "(set by mpirun)"},
+    {"dist_on_itp", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"dist_url", F_IGNORE_VALUE, 0, "(no effect)"},
+    {"enable_multi_print", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"model_type", F_IGNORE_VALUE, 0, "(CAE only)"},
+    {"target_mode", F_IGNORE_VALUE, 0, "(no effect)"},
+    {"fix_init_weight", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"abs_pos_emb", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"rel_pos_bias", F_IGNORE_SWITCH, 0, "(no effect)"},
+    {"disable_rel_pos_bias", F_IGNORE_SWITCH, 0, "(no effect)"},
+    /* cae-cl */
+    {"gemm", F_GEMM, A(gemm), "auto, clblast or host"},
+    {"weights", F_STRING, A(weights), "cae-cl-step: weights .safetensors"},
+    {"batch", F_STRING, A(batch), "cae-cl-step: batch .safetensors"},
+    {"out", F_STRING, A(out), "cae-cl-step: write outputs here"},
+    {"check", F_STRING, A(check), "cae-cl-step: compare with expected outputs"},
+    {"steps", F_INT, A(steps), "cae-cl-step: repeat the step N times (timing)"},
+    {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
+    {"help", F_TRUE, A(help), "this text"},
+};
+
+static void defaults(cae_args *a)
+{
+    memset(a, 0, sizeof *a);
+    cae_config_defaults(&a->model);
+    a->model_name = "cae_base_patch16_224_8k_vocab";
+    a->batch_size = 64;
+    a->second_input_size = 112;
+    a->mask_generator = "block";
+    a->min_mask_patches_per_block = 16;
+    a->ratio_mask_patches = 0.4;
+    a->crop_min_size = 0.08;
+    a->crop_max_size = 1.0;
+    a->train_interpolation = "bicubic";
+    a->second_interpolation = "lanczos";
+    a->color_jitter = 0.4;
+    a->discrete_vae_type = "dall-e";
+    a->num_workers = 10;
+    a->epochs = 300;
+    a->lr = 5e-4;
+    a->min_lr = 1e-5;
+    a->warmup_epochs = 5;
+    a->warmup_steps = -1;
+    a->weight_decay = 0.05;
+    a->opt = "adamw";
+    a->opt_eps = 1e-8;
+    a->momentum = 0.9;
+    a->output_dir = "output";
+    a->seed = 0;
+    a->auto_resume = 1;
+    a->save_ckpt_freq = 20;
+    a->gemm = CAE_GEMM_AUTO;
+}
+
+static const flag_spec *find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0)
+            return &flags[i];
+    return NULL;
+}
+
+static int takes_value(flag_kind k)
+{
+    return k == F_INT || k == F_LONG || k == F_DOUBLE || k == F_STRING || k == F_GEMM ||
+           k == F_IGNORE_VALUE;
+}
+
+static int set_value(cae_args *a, const flag_spec *f, const char *v)
+{
+    char *p = (char *)a + f->offset, *end;
+    errno = 0;
+    switch (f->kind) {
+    case F_INT: {
+        long x = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno || x < -2147483647L || x > 2147483647L) {
+            cae_errorf("--%s %s: not an integer", f->name, v);
+            return -1;
+        }
+        *(int *)p = (int)x;
+        return 0;
+    }
+    case F_LONG: {
+        long x = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno) {
+            cae_errorf("--%s %s: not an integer", f->name, v);
+            return -1;
+        }
+        *(long *)p = x;
+        return 0;
+    }
+    case F_DOUBLE: {
+        double x = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || errno) {
+            cae_errorf("--%s %s: not a number", f->name, v);
+            return -1;
+        }
+        *(double *)p = x;
+        return 0;
+    }
+    case F_STRING:
+        *(const char **)p = v;
+        return 0;
+    case F_GEMM:
+        if (cae_gemm_choice_parse(v, (cae_gemm_choice *)p) != 0) {
+            cae_errorf("--%s %s: expected auto, clblast or host", f->name, v);
+            return -1;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* One pass over argv; with only_model, applies just --model. */
+static int scan(cae_args *a, int argc, char **argv, int only_model)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *name, *eq, *value = NULL;
+        const flag_spec *f;
+        size_t len;
+        if (strncmp(arg, "--", 2) != 0) {
+            cae_errorf("unexpected argument '%s' (flags start with --; see --help)", arg);
+            return -1;
+        }
+        name = arg + 2;
+        eq = strchr(name, '=');
+        len = eq ? (size_t)(eq - name) : strlen(name);
+        f = find(name, len);
+        if (!f) {
+            cae_errorf("unknown flag --%.*s (see --help)", (int)len, name);
+            return -1;
+        }
+        if (f->kind == F_IGNORE_LIST) {
+            if (eq)
+                continue;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                i++;
+            continue;
+        }
+        if (takes_value(f->kind)) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else {
+                cae_errorf("--%s needs a value", f->name);
+                return -1;
+            }
+        } else if (eq) {
+            cae_errorf("--%s takes no value", f->name);
+            return -1;
+        }
+        if (only_model != (strcmp(f->name, "model") == 0))
+            continue;
+        if (f->kind == F_TRUE)
+            *(int *)((char *)a + f->offset) = 1;
+        else if (f->kind == F_FALSE)
+            *(int *)((char *)a + f->offset) = 0;
+        else if (set_value(a, f, value) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cae_args_parse(cae_args *a, int argc, char **argv)
+{
+    defaults(a);
+    CAE_TRY(scan(a, argc, argv, 1));
+    CAE_TRY(cae_config_preset(&a->model, a->model_name));
+    CAE_TRY(scan(a, argc, argv, 0));
+    if (a->batch_size <= 0) {
+        cae_errorf("--batch_size %d: must be positive", a->batch_size);
+        return -1;
+    }
+    return 0;
+}
+
+void cae_args_usage(FILE *out, const char *program, const char *extra)
+{
+    fprintf(out, "usage: %s [flags]\n%s\nflags (official CAE names; unused ones are accepted):\n",
+            program, extra ? extra : "");
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        fprintf(out, "  --%-32s %s\n", flags[i].name, flags[i].help);
+    fprintf(out, "environment: CAE_CL_PLATFORM, CAE_CL_DEVICE (index or name part), "
+                 "CAE_CL_CACHE_DIR, CAE_CL_NO_CACHE=1, CAE_CL_KERNEL_DIR\n");
+}

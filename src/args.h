@@ -1,0 +1,42 @@
+/* args.h: the command line shared by every cae-cl program.
+ *
+ * Flags keep the official run_pretraining.py names, so an existing command
+ * line works unchanged; `--flag value` and `--flag=value` are both accepted.
+ * Flags a program does not use are parsed, checked and ignored.
+ */
+#ifndef CAE_ARGS_H
+#define CAE_ARGS_H
+
+#include "cae_config.h"
+#include "runtime.h"
+
+typedef struct {
+    cae_config model;
+    const char *model_name;
+    /* data and schedule (the training program's) */
+    const char *data_path, *output_dir, *log_dir, *resume, *exp_name;
+    const char *discrete_vae_weight_path, *discrete_vae_type;
+    const char *mask_generator, *train_interpolation, *second_interpolation;
+    const char *opt;
+    int batch_size, epochs, warmup_epochs, warmup_steps, save_ckpt_freq;
+    int num_workers, start_epoch, second_input_size;
+    int max_mask_patches_per_block, min_mask_patches_per_block;
+    double lr, warmup_lr, min_lr, weight_decay, weight_decay_end, clip_grad;
+    double momentum, opt_eps, color_jitter, ratio_mask_patches;
+    double crop_min_size, crop_max_size;
+    long seed;
+    int imagenet_default_mean_and_std, auto_resume;
+    /* cae-cl's own */
+    cae_gemm_choice gemm;
+    const char *weights, *batch, *out, *check;
+    int steps; /* cae-cl-step: repetitions */
+    int list_devices, help;
+} cae_args;
+
+/* Defaults, then argv; the --model preset applies before the size flags,
+ * wherever it appears. Returns 0, or -1 after one line naming the flag. */
+int cae_args_parse(cae_args *a, int argc, char **argv);
+/* The flag reference for --help. */
+void cae_args_usage(FILE *out, const char *program, const char *extra);
+
+#endif

@@ -1,0 +1,219 @@
+/* gemm.c: cae_gemm on CLBlast or on the host CBLAS inside the queue.
+ *
+ * The host path enqueues cblas_sgemm as an OpenCL native kernel: the driver
+ * hands it host pointers to the buffers when the queue reaches it, so it is
+ * ordered with the surrounding kernels like any other command.
+ */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <clblast_c.h>
+#include <string.h>
+
+#define CLBLAST_CHECK(call)                                                   \
+    do {                                                                      \
+        CLBlastStatusCode st_ = (call);                                       \
+        if (st_ != CLBlastSuccess) {                                          \
+            cae_errorf("%s failed: %s (%d) at %s:%d", #call,                  \
+                       cae_clblast_error_name(st_), (int)st_, __FILE__,       \
+                       __LINE__);                                             \
+            return -1;                                                        \
+        }                                                                     \
+    } while (0)
+
+/* The native kernel's argument block: host pointers to A, B and C (with
+ * their offsets applied) and the GEMM's shape. */
+typedef struct {
+    const float *a, *b;
+    float *c;
+    size_t m, n, k, lda, ldb, ldc;
+    size_t stride_a, stride_b, stride_c, batch;
+    float alpha, beta;
+    int trans_a, trans_b;
+} host_gemm_args;
+
+static void host_gemm_run(void *p)
+{
+    const host_gemm_args *g = p;
+    for (size_t i = 0; i < g->batch; i++)
+        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                    g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
+                    g->alpha, g->a + i * g->stride_a, (int)g->lda, g->b + i * g->stride_b,
+                    (int)g->ldb, g->beta, g->c + i * g->stride_c, (int)g->ldc);
+}
+
+/* Why maps and not the native kernel's own memory-object list: the
+ * driver may reorder and merge that list (PoCL 3.1 sorts it by an internal
+ * id), so pointers can arrive swapped. Instead each distinct buffer is
+ * mapped once, without waiting: the in-order queue completes the map before
+ * the native kernel runs and unmaps after it, and on a CPU device a map is
+ * only a pointer. */
+static int host_gemm(cae_ctx *ctx, host_gemm_args *g, cae_buf a, cae_buf b, cae_buf c)
+{
+    cl_mem mems[3] = {a.mem, b.mem, c.mem};
+    float *base[3] = {NULL, NULL, NULL};
+    int owner[3];
+    cl_int err;
+    int rc = 0;
+
+    for (int i = 0; i < 3; i++) {
+        owner[i] = i;
+        for (int j = 0; j < i; j++)
+            if (mems[j] == mems[i]) {
+                owner[i] = owner[j];
+                break;
+            }
+    }
+    for (int i = 0; i < 3; i++) {
+        size_t size = 0;
+        if (owner[i] != i)
+            continue;
+        CL_CHECK(clGetMemObjectInfo(mems[i], CL_MEM_SIZE, sizeof size, &size, NULL));
+        base[i] = clEnqueueMapBuffer(ctx->queue, mems[i], CL_FALSE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                     size, 0, NULL, NULL, &err);
+        if (err != CL_SUCCESS) {
+            cae_cl_error("clEnqueueMapBuffer", err, __FILE__, __LINE__);
+            rc = -1;
+            goto unmap;
+        }
+    }
+    g->a = base[owner[0]] + a.off;
+    g->b = base[owner[1]] + b.off;
+    g->c = base[owner[2]] + c.off;
+    err = clEnqueueNativeKernel(ctx->queue, host_gemm_run, g, sizeof *g, 0, NULL, NULL, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        cae_cl_error("clEnqueueNativeKernel(cblas_sgemm)", err, __FILE__, __LINE__);
+        rc = -1;
+    }
+    ctx->launches++;
+unmap:
+    for (int i = 0; i < 3; i++) {
+        if (owner[i] != i || !base[i])
+            continue;
+        err = clEnqueueUnmapMemObject(ctx->queue, mems[i], base[i], 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            cae_cl_error("clEnqueueUnmapMemObject", err, __FILE__, __LINE__);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* int overflow guard for CBLAS's int dimensions */
+static int fits_int(size_t x)
+{
+    return x <= 0x7fffffff;
+}
+
+static int check_dims(size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc)
+{
+    if (!fits_int(m) || !fits_int(n) || !fits_int(k) || !fits_int(lda) || !fits_int(ldb) || !fits_int(ldc)) {
+        cae_errorf("GEMM dimensions too large (m=%zu n=%zu k=%zu)", m, n, k);
+        return -1;
+    }
+    return 0;
+}
+
+static CLBlastTranspose tr(int t)
+{
+    return t ? CLBlastTransposeYes : CLBlastTransposeNo;
+}
+
+static int clblast_temp(cae_ctx *ctx, int ta, int tb, size_t m, size_t n, size_t k, size_t lda,
+                        size_t ldb, size_t ldc, cae_buf a, cae_buf b, cae_buf c)
+{
+    size_t need = 0;
+    CLBLAST_CHECK(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
+                                             a.off, lda, b.off, ldb, c.off, ldc, &ctx->queue, &need));
+    if (need > ctx->gemm_temp_bytes) {
+        cae_release(&ctx->gemm_temp);
+        ctx->gemm_temp_bytes = 0;
+        CAE_TRY(cae_alloc(ctx, need, &ctx->gemm_temp));
+        ctx->gemm_temp_bytes = need;
+    }
+    return 0;
+}
+
+int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+             cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta, cae_buf c, size_t ldc)
+{
+    if (m == 0 || n == 0)
+        return 0;
+    CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
+    if (ctx->gemm == CAE_GEMM_HOST) {
+        host_gemm_args g = {0};
+        g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
+        g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b, g.batch = 1;
+        return host_gemm(ctx, &g, a, b, c);
+    }
+    CAE_TRY(clblast_temp(ctx, trans_a, trans_b, m, n, k, lda, ldb, ldc, a, b, c));
+    if (ctx->gemm_temp)
+        CLBLAST_CHECK(CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n,
+                                                 k, alpha, a.mem, a.off, lda, b.mem, b.off, ldb, beta,
+                                                 c.mem, c.off, ldc, &ctx->queue, NULL, ctx->gemm_temp));
+    else /* this shape needs no temporary buffer */
+        CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k, alpha,
+                                   a.mem, a.off, lda, b.mem, b.off, ldb, beta, c.mem, c.off, ldc,
+                                   &ctx->queue, NULL));
+    ctx->launches++;
+    return 0;
+}
+
+int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                     float alpha, cae_buf a, size_t lda, size_t stride_a, cae_buf b, size_t ldb,
+                     size_t stride_b, float beta, cae_buf c, size_t ldc, size_t stride_c,
+                     size_t batch)
+{
+    if (m == 0 || n == 0 || batch == 0)
+        return 0;
+    CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
+    if (ctx->gemm == CAE_GEMM_HOST) {
+        host_gemm_args g = {0};
+        g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
+        g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c, g.batch = batch;
+        g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b;
+        return host_gemm(ctx, &g, a, b, c);
+    }
+    CLBLAST_CHECK(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k,
+                                             alpha, a.mem, a.off, lda, stride_a, b.mem, b.off, ldb,
+                                             stride_b, beta, c.mem, c.off, ldc, stride_c, batch,
+                                             &ctx->queue, NULL));
+    ctx->launches++;
+    return 0;
+}
+
+/* CLBlast's database does not know PoCL's CPU vendor string and falls back
+ * to GPU parameters that run at a tenth of the host BLAS; this set was
+ * measured on a Zen 4 CPU under PoCL (see the speed issue). */
+static void tune_clblast_for_cpu(cae_ctx *ctx)
+{
+    static const char *names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                                  "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"};
+    static const size_t values[] = {0, 1, 16, 1, 8, 8, 128, 4, 4, 64, 0, 0, 0, 0, 16, 4};
+    CLBlastStatusCode st = CLBlastOverrideParameters(ctx->device, "Xgemm", CLBlastPrecisionSingle,
+                                                     sizeof names / sizeof names[0], names, values);
+    if (st != CLBlastSuccess)
+        cae_errorf("warning: CLBlastOverrideParameters(Xgemm) failed: %s; using CLBlast defaults",
+                   cae_clblast_error_name(st));
+}
+
+int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
+{
+    if (choice == CAE_GEMM_AUTO)
+        choice = (ctx->is_cpu && ctx->native_kernels) ? CAE_GEMM_HOST : CAE_GEMM_CLBLAST;
+    if (choice == CAE_GEMM_HOST && !ctx->native_kernels) {
+        cae_errorf("--gemm host: device %s cannot run native kernels; use --gemm clblast",
+                   ctx->device_name);
+        return -1;
+    }
+    ctx->gemm = choice;
+    if (choice == CAE_GEMM_CLBLAST && ctx->is_cpu)
+        tune_clblast_for_cpu(ctx);
+    return 0;
+}
+
+void cae_gemm_free(cae_ctx *ctx)
+{
+    cae_release(&ctx->gemm_temp);
+    ctx->gemm_temp_bytes = 0;
+}

@@ -1,0 +1,37 @@
+/* gelu.c: the exact (erf) GELU, forward and backward; kernels in cl/gelu.cl.
+ *
+ * Both are elementwise. The backward overwrites dx (= dy * GELU'(x)); there
+ * are no parameters. y may alias x and dx may alias dy.
+ */
+#include "ops.h"
+
+int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
+                     size_t n)
+{
+    if (n == 0)
+        return 0;
+    cl_kernel k = cae_kernel(ctx, "gelu_forward");
+    if (!k)
+        return -1;
+    cl_uint i = 0;
+    CAE_TRY(cae_arg_buf(k, &i, y));
+    CAE_TRY(cae_arg_buf(k, &i, x));
+    CAE_TRY(cae_arg_ulong(k, &i, n));
+    return cae_launch_1d(ctx, k, n);
+}
+
+int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
+                      cae_buf dy /* [n] */, cae_buf x /* [n] */, size_t n)
+{
+    if (n == 0)
+        return 0;
+    cl_kernel k = cae_kernel(ctx, "gelu_backward");
+    if (!k)
+        return -1;
+    cl_uint i = 0;
+    CAE_TRY(cae_arg_buf(k, &i, dx));
+    CAE_TRY(cae_arg_buf(k, &i, dy));
+    CAE_TRY(cae_arg_buf(k, &i, x));
+    CAE_TRY(cae_arg_ulong(k, &i, n));
+    return cae_launch_1d(ctx, k, n);
+}

@@ -1,0 +1,75 @@
+/* linear.c: the linear layer y = x W^T + b (PyTorch's nn.Linear layout,
+ * W [O,I]) through the GEMM wrapper, plus the two small kernels it needs:
+ * bias add and the column sum behind the bias gradient.
+ *
+ * Gradients: dW and db accumulate (+=); dx overwrites (=) unless the caller
+ * asks to accumulate (residual stream, a tensor feeding several linears).
+ * Kernels: cl/linear.cl.
+ */
+#include "ops.h"
+#include "../gemm.h"
+
+int cae_linear_forward(cae_ctx *ctx, cae_buf y /* [T,O] */,
+                       cae_buf x /* [T,I] */, cae_buf w /* [O,I] */,
+                       cae_buf b /* [O] or absent */, size_t T, size_t I,
+                       size_t O)
+{
+    if (T == 0 || O == 0)
+        return 0;
+    /* y[T,O] = x[T,I] * W[O,I]^T */
+    CAE_TRY(cae_gemm(ctx, 0, 1, T, O, I, 1.0f, x, I, w, I, 0.0f, y, O));
+    if (b.mem != NULL)
+        CAE_TRY(cae_bias_add(ctx, y, b, T, O));
+    return 0;
+}
+
+int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
+                        cae_buf dw /* [O,I] */, cae_buf db /* [O] */,
+                        cae_buf dy /* [T,O] */, cae_buf x /* [T,I] */,
+                        cae_buf w /* [O,I] */, size_t T, size_t I, size_t O,
+                        int accumulate)
+{
+    if (T == 0 || O == 0)
+        return 0;
+    /* dx[T,I] = (or +=) dy[T,O] * W[O,I] */
+    if (dx.mem != NULL)
+        CAE_TRY(cae_gemm(ctx, 0, 0, T, I, O, 1.0f, dy, O, w, I,
+                         accumulate ? 1.0f : 0.0f, dx, I));
+    /* dW[O,I] += dy[T,O]^T * x[T,I] */
+    CAE_TRY(cae_gemm(ctx, 1, 0, O, I, T, 1.0f, dy, O, x, I, 1.0f, dw, I));
+    if (db.mem != NULL)
+        CAE_TRY(cae_colsum_add(ctx, db, dy, T, O));
+    return 0;
+}
+
+int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
+                   size_t T, size_t C)
+{
+    if (C == 0)
+        return 0;
+    cl_kernel k = cae_kernel(ctx, "linear_colsum_add");
+    if (k == NULL)
+        return -1;
+    cl_uint a = 0;
+    CAE_TRY(cae_arg_buf(k, &a, out));
+    CAE_TRY(cae_arg_buf(k, &a, in));
+    CAE_TRY(cae_arg_ulong(k, &a, T));
+    CAE_TRY(cae_arg_ulong(k, &a, C));
+    return cae_launch_1d(ctx, k, C);
+}
+
+int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
+                 size_t T, size_t C)
+{
+    if (T == 0 || C == 0)
+        return 0;
+    cl_kernel k = cae_kernel(ctx, "linear_bias_add");
+    if (k == NULL)
+        return -1;
+    cl_uint a = 0;
+    CAE_TRY(cae_arg_buf(k, &a, y));
+    CAE_TRY(cae_arg_buf(k, &a, b));
+    CAE_TRY(cae_arg_ulong(k, &a, T));
+    CAE_TRY(cae_arg_ulong(k, &a, C));
+    return cae_launch_1d(ctx, k, T * C);
+}

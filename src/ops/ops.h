@@ -1,0 +1,181 @@
+/* ops.h: every op of the CAE step, forward above backward.
+ *
+ * Conventions (all ops):
+ * - Row-major float32 tensors passed as cae_buf (cl_mem, element offset);
+ *   the shape is in the comment beside each argument. Integer tensors
+ *   (labels, indices) are cl_int.
+ * - Parameter gradients accumulate (+=). Activation gradients overwrite (=)
+ *   unless the op takes an `accumulate` flag (1: +=), which the model uses on
+ *   the residual stream and where one tensor feeds several consumers.
+ * - An absent optional buffer is cae_buf_null().
+ * - Nothing here waits on the queue.
+ * Each op family lives in src/ops/<family>.c with its kernels in
+ * cl/<family>.cl.
+ */
+#ifndef CAE_OPS_H
+#define CAE_OPS_H
+
+#include "../runtime.h"
+
+#define CAE_LN_EPS 1e-6f
+
+/* ---- layernorm.c: y = (x - mean) * rstd * w + b over the last dim ---- */
+int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
+                          cae_buf mean /* [T] */, cae_buf rstd /* [T] */,
+                          cae_buf x /* [T,C] */, cae_buf w /* [C] */,
+                          cae_buf b /* [C] */, size_t T, size_t C);
+/* dx = (or += when accumulate) d/dx; dw += sum_t dy*xhat; db += sum_t dy */
+int cae_layernorm_backward(cae_ctx *ctx, cae_buf dx /* [T,C] */,
+                           cae_buf dw /* [C] */, cae_buf db /* [C] */,
+                           cae_buf dy /* [T,C] */, cae_buf x /* [T,C] */,
+                           cae_buf w /* [C] */, cae_buf mean /* [T] */,
+                           cae_buf rstd /* [T] */, size_t T, size_t C,
+                           int accumulate);
+
+/* ---- gelu.c: exact GELU, y = x * 0.5 * (1 + erf(x / sqrt(2))) ---- */
+int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
+                     size_t n);
+int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
+                      cae_buf dy /* [n] */, cae_buf x /* [n] */, size_t n);
+
+/* ---- residual.c: layer scale, drop path and the residual stream ---- */
+/* x[t,c] += g[c] * s[t / rows_per_sample] * y[t,c]; g absent: 1 (no layer
+ * scale); s absent: 1 (no drop path; else 0 or 1/(1-p) per sample). */
+int cae_residual_forward(cae_ctx *ctx, cae_buf x /* [T,C] */,
+                         cae_buf y /* [T,C] */, cae_buf g /* [C] */,
+                         cae_buf s /* [T/rows_per_sample] */, size_t T,
+                         size_t C, size_t rows_per_sample);
+/* dy = g * s * dx (overwrite); dg += sum_t s * dx * y (when g present) */
+int cae_residual_backward(cae_ctx *ctx, cae_buf dy /* [T,C] */,
+                          cae_buf dg /* [C] */, cae_buf dx /* [T,C] */,
+                          cae_buf y /* [T,C] */, cae_buf g /* [C] */,
+                          cae_buf s /* [T/rows_per_sample] */, size_t T,
+                          size_t C, size_t rows_per_sample);
+/* out = a + b (out may alias a or b) */
+int cae_add(cae_ctx *ctx, cae_buf out /* [n] */, cae_buf a /* [n] */,
+            cae_buf b /* [n] */, size_t n);
+
+/* ---- linear.c: y = x W^T + b through the GEMM wrapper ---- */
+int cae_linear_forward(cae_ctx *ctx, cae_buf y /* [T,O] */,
+                       cae_buf x /* [T,I] */, cae_buf w /* [O,I] */,
+                       cae_buf b /* [O] or absent */, size_t T, size_t I,
+                       size_t O);
+/* dx = (or +=) dy W, skipped when dx is absent; dw += dy^T x;
+ * db += sum_t dy when db is present */
+int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
+                        cae_buf dw /* [O,I] */, cae_buf db /* [O] */,
+                        cae_buf dy /* [T,O] */, cae_buf x /* [T,I] */,
+                        cae_buf w /* [O,I] */, size_t T, size_t I, size_t O,
+                        int accumulate);
+/* out[c] += sum_t in[t,c] (deterministic order) */
+int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
+                   size_t T, size_t C);
+/* y[t,c] += b[c] */
+int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
+                 size_t T, size_t C);
+
+/* ---- attention.c: heads and the attention core ---- */
+/* out[b,h,n,d] = scale * (in[b*N+n, col + h*dh + d] + bias[h*dh + d]), where
+ * in rows are in_stride wide (a fused qkv output is [B*N, 3*H*dh] and the
+ * k part starts at col = H*dh). bias may be absent. */
+int cae_heads_split(cae_ctx *ctx, cae_buf out /* [B,H,N,dh] */,
+                    cae_buf in /* [B*N, in_stride] */, size_t in_stride,
+                    size_t col, cae_buf bias /* [H*dh] */, float scale,
+                    size_t B, size_t N, size_t H, size_t dh);
+/* din[b*N+n, col + h*dh + d] = (or +=) scale * dout[b,h,n,d];
+ * dbias += scale * sum_{b,n} dout (when present) */
+int cae_heads_split_backward(cae_ctx *ctx, cae_buf din /* [B*N, in_stride] */,
+                             size_t in_stride, size_t col,
+                             cae_buf dbias /* [H*dh] */,
+                             cae_buf dout /* [B,H,N,dh] */, float scale,
+                             size_t B, size_t N, size_t H, size_t dh,
+                             int accumulate);
+/* out[b*N+n, h*dh+d] = in[b,h,n,d] */
+int cae_heads_merge(cae_ctx *ctx, cae_buf out /* [B*N, H*dh] */,
+                    cae_buf in /* [B,H,N,dh] */, size_t B, size_t N, size_t H,
+                    size_t dh);
+/* din[b,h,n,d] = dout[b*N+n, h*dh+d] */
+int cae_heads_merge_backward(cae_ctx *ctx, cae_buf din /* [B,H,N,dh] */,
+                             cae_buf dout /* [B*N, H*dh] */, size_t B,
+                             size_t N, size_t H, size_t dh);
+/* p = softmax over keys of q k^T (q already scaled); o = p v.
+ * BH = batch * heads independent problems. */
+int cae_attention_forward(cae_ctx *ctx, cae_buf o /* [BH,Nq,dh] */,
+                          cae_buf p /* [BH,Nq,Nk] */, cae_buf q /* [BH,Nq,dh] */,
+                          cae_buf k /* [BH,Nk,dh] */, cae_buf v /* [BH,Nk,dh] */,
+                          size_t BH, size_t Nq, size_t Nk, size_t dh);
+/* dq, dk, dv overwritten; dp is scratch [BH,Nq,Nk] */
+int cae_attention_backward(cae_ctx *ctx, cae_buf dq /* [BH,Nq,dh] */,
+                           cae_buf dk /* [BH,Nk,dh] */,
+                           cae_buf dv /* [BH,Nk,dh] */,
+                           cae_buf dp /* [BH,Nq,Nk] */,
+                           cae_buf dout /* [BH,Nq,dh] */,
+                           cae_buf p /* [BH,Nq,Nk] */,
+                           cae_buf q /* [BH,Nq,dh] */,
+                           cae_buf k /* [BH,Nk,dh] */,
+                           cae_buf v /* [BH,Nk,dh] */, size_t BH, size_t Nq,
+                           size_t Nk, size_t dh);
+
+/* ---- softmax.c: row softmax, used by attention ---- */
+int cae_softmax_forward(cae_ctx *ctx, cae_buf y /* [R,K] */,
+                        cae_buf x /* [R,K] */, size_t R, size_t K);
+/* dx = y * (dy - sum_k dy*y); dx may alias dy */
+int cae_softmax_backward(cae_ctx *ctx, cae_buf dx /* [R,K] */,
+                         cae_buf dy /* [R,K] */, cae_buf y /* [R,K] */,
+                         size_t R, size_t K);
+
+/* ---- loss.c: cross-entropy (+ top-1) and mean squared error ---- */
+/* Per row r: row_loss[r] = logsumexp(logits[r]) - logits[r, label[r]];
+ * row_correct[r] = 1 if argmax (first maximum) == label else 0;
+ * dlogits[r] = grad_scale * (softmax(logits[r]) - onehot(label[r])).
+ * A label outside [0,K) makes row_loss NaN. */
+int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
+                      cae_buf row_loss /* [R] */, cae_buf row_correct /* [R] */,
+                      cae_buf logits /* [R,K] */, cae_buf labels /* int [R] */,
+                      float grad_scale, size_t R, size_t K);
+/* sq[i] = (pred[i] - target[i])^2; dpred[i] = grad_scale * 2 * (pred[i] - target[i]) */
+int cae_mse(cae_ctx *ctx, cae_buf dpred /* [n] */, cae_buf sq /* [n] */,
+            cae_buf pred /* [n] */, cae_buf target /* [n] */, float grad_scale,
+            size_t n);
+
+/* ---- reduce.c: deterministic sums into one float ---- */
+size_t cae_reduce_scratch_elems(size_t n);
+/* out[0] = sum_i in[i]; scratch holds cae_reduce_scratch_elems(n) floats */
+int cae_sum(cae_ctx *ctx, cae_buf out /* [1] */, cae_buf in /* [n] */, size_t n,
+            cae_buf scratch);
+/* out[0] = sum_i in[i]^2 */
+int cae_sum_squares(cae_ctx *ctx, cae_buf out /* [1] */, cae_buf in /* [n] */,
+                    size_t n, cae_buf scratch);
+/* x[i] *= alpha (gradient clipping) */
+int cae_scale(cae_ctx *ctx, cae_buf x /* [n] */, float alpha, size_t n);
+
+/* ---- tokens.c: moving token rows around ---- */
+/* out[b,j,:] = (or +=) src[b*src_rows + idx[b*J+j], :]; src_rows 0 means
+ * one table shared by every sample. */
+int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */, cae_buf src,
+                    size_t src_rows, cae_buf idx /* int [B,J] */, size_t B,
+                    size_t J, size_t C, int accumulate);
+/* dsrc[b*src_rows + idx[b*J+j], :] += dout[b,j,:]; indices are unique
+ * within a sample and src_rows > 0, so no two work-items collide. */
+int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc, size_t src_rows,
+                         cae_buf dout /* [B,J,C] */, cae_buf idx /* int [B,J] */,
+                         size_t B, size_t J, size_t C);
+/* dst[b*dst_stride + i] = (or +=) src[b*src_stride + i] for i < n */
+int cae_copy_blocks(cae_ctx *ctx, cae_buf dst, size_t dst_stride, cae_buf src,
+                    size_t src_stride, size_t B, size_t n, int accumulate);
+/* out[r,:] = row[:] for every r < R */
+int cae_broadcast_row(cae_ctx *ctx, cae_buf out /* [R,C] */,
+                      cae_buf row /* [C] */, size_t R, size_t C);
+/* out[b,j,(c*P+py)*P+px] = img[b,c,gy*P+py,gx*P+px] for patch
+ * n = idx[b*J+j], gy = n / (S/P), gx = n % (S/P); 3 channels. */
+int cae_patchify(cae_ctx *ctx, cae_buf out /* [B,J,3*P*P] */,
+                 cae_buf img /* [B,3,S,S] */, cae_buf idx /* int [B,J] */,
+                 size_t B, size_t J, size_t S, size_t P);
+
+/* ---- posembed.c: the fixed 2-D sin-cos table (host side, in double) ---- */
+/* table [(G*G + 1), C]: row 0 (cls) zeros; patch n = r*G + c gets
+ * [sin(r w), cos(r w), sin(c w), cos(c w)], w_j = 1/10000^(j/(C/4)).
+ * Returns -1 (reported) when C is not a multiple of 4. */
+int cae_sincos_table(float *table, size_t G, size_t C);
+
+#endif
