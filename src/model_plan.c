@@ -16,11 +16,12 @@
 typedef struct {
     cae_buf **slot;
     size_t *elems;
+    unsigned char *own; /* 1: a buffer of its own (host-written inputs) */
     size_t n, cap;
     int failed;
 } planner;
 
-static void take(planner *p, cae_buf *slot, size_t elems)
+static void take_as(planner *p, cae_buf *slot, size_t elems, int own)
 {
     if (p->failed)
         return;
@@ -28,18 +29,34 @@ static void take(planner *p, cae_buf *slot, size_t elems)
         size_t cap = p->cap ? 2 * p->cap : 512;
         cae_buf **s = realloc(p->slot, cap * sizeof *s);
         size_t *e = s ? realloc(p->elems, cap * sizeof *e) : NULL;
-        if (!s || !e) {
-            if (s)
-                p->slot = s;
+        unsigned char *o = e ? realloc(p->own, cap * sizeof *o) : NULL;
+        if (s)
+            p->slot = s;
+        if (e)
+            p->elems = e;
+        if (!o) {
             p->failed = 1;
             return;
         }
-        p->slot = s;
-        p->elems = e;
+        p->own = o;
         p->cap = cap;
     }
     p->slot[p->n] = slot;
+    p->own[p->n] = (unsigned char)own;
     p->elems[p->n++] = elems ? elems : 1;
+}
+
+static void take(planner *p, cae_buf *slot, size_t elems)
+{
+    take_as(p, slot, elems, 0);
+}
+
+/* Inputs the host writes get a buffer each, written whole: oclgrind 21.10
+ * loses track of initialized bytes when a write lands inside a buffer that
+ * was already written, which would hide real reports among false ones. */
+static void take_input(planner *p, cae_buf *slot, size_t elems)
+{
+    take_as(p, slot, elems, 1);
 }
 
 /* Lay the requests out in buffers of at most limit bytes and allocate. */
@@ -61,6 +78,8 @@ static int commit(planner *p, cae_model *m, size_t limit_bytes)
         goto out;
     for (size_t i = 0; i < p->n; i++) {
         size_t start = (used + 15) / 16 * 16;
+        if (p->own[i])
+            continue;
         if (p->elems[i] > limit) {
             cae_errorf("an activation of %zu bytes exceeds the device's largest allocation (%zu bytes); "
                        "reduce --batch_size", p->elems[i] * 4, limit_bytes);
@@ -76,7 +95,7 @@ static int commit(planner *p, cae_model *m, size_t limit_bytes)
         used = start + p->elems[i];
     }
     chunk_elems[n - 1] = used;
-    m->act_mem = calloc((size_t)n, sizeof *m->act_mem);
+    m->act_mem = calloc((size_t)n + p->n, sizeof *m->act_mem);
     if (!m->act_mem)
         goto out;
     for (int c = 0; c < n; c++) {
@@ -86,6 +105,16 @@ static int commit(planner *p, cae_model *m, size_t limit_bytes)
         m->act_bytes += chunk_elems[c] * 4;
     }
     for (size_t i = 0; i < p->n; i++) {
+        if (p->own[i]) {
+            cl_mem *mem = &m->act_mem[m->n_act_mem];
+            if (cae_alloc(m->ctx, p->elems[i] * 4, mem) != 0)
+                goto out;
+            m->n_act_mem++;
+            m->act_bytes += p->elems[i] * 4;
+            p->slot[i]->mem = *mem;
+            p->slot[i]->off = 0;
+            continue;
+        }
         p->slot[i]->mem = m->act_mem[chunk_of[i]];
         p->slot[i]->off = off[i];
     }
@@ -270,7 +299,7 @@ static int plan_encoder(planner *p, cae_encoder_pass *e, const cae_config *c, si
     e->blocks = calloc((size_t)c->depth + 1, sizeof *e->blocks);
     if (!e->stream || !e->blocks)
         return -1;
-    take(p, &e->idx, B * J);
+    take_input(p, &e->idx, B * J);
     take(p, &e->patches, B * J * 3 * P * P);
     take(p, &e->emb, B * J * D);
     take(p, &e->cls_rows, B * D);
@@ -307,11 +336,11 @@ static int plan_all(cae_model *m, planner *p)
     /* encoder, regressor, decoder and alignment blocks, 2 branches each */
     size_t n_drop = (size_t)(2 * c->depth + c->regressor_depth + c->decoder_depth) * 2 * B;
 
-    take(p, &m->samples, B * 3 * S * S);
-    take(p, &m->labels, B * M);
-    take(p, &m->pos_enc, (N + 1) * D);
-    take(p, &m->pos_dec, (N + 1) * Dd);
-    take(p, &m->drop_scale, n_drop);
+    take_input(p, &m->samples, B * 3 * S * S);
+    take_input(p, &m->labels, B * M);
+    take_input(p, &m->pos_enc, (N + 1) * D);
+    take_input(p, &m->pos_dec, (N + 1) * Dd);
+    take_input(p, &m->drop_scale, n_drop);
     if (plan_encoder(p, &m->enc, c, B, V) != 0 || plan_encoder(p, &m->align, c, B, M) != 0)
         return -1;
     take(p, &m->latent_target, B * M * Dd);
@@ -413,10 +442,12 @@ int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t bat
         goto fail;
     free(p.slot);
     free(p.elems);
+    free(p.own);
     return 0;
 fail:
     free(p.slot);
     free(p.elems);
+    free(p.own);
     cae_model_free(m);
     return -1;
 }
@@ -575,14 +606,13 @@ static double normal(init_rng *r)
 int cae_model_init_weights(cae_model *m, uint64_t seed)
 {
     init_rng r = {seed ^ 0x5eedULL};
+    float **image = cae_arena_image_new(&m->table);
+    int rc;
+    if (!image)
+        return -1;
     for (size_t i = 0; i < m->table.n; i++) {
         const cae_param *p = &m->table.p[i];
-        float *h = malloc(p->numel * sizeof *h);
-        cae_buf dst = {m->params.mem[p->chunk], p->off};
-        if (!h) {
-            cae_errorf("out of host memory");
-            return -1;
-        }
+        float *h = image[p->chunk] + p->off;
         for (size_t k = 0; k < p->numel; k++) {
             double v = 0;
             switch (p->init) {
@@ -606,11 +636,8 @@ int cae_model_init_weights(cae_model *m, uint64_t seed)
             }
             h[k] = (float)v;
         }
-        if (cae_write(m->ctx, dst, h, p->numel * 4) != 0) {
-            free(h);
-            return -1;
-        }
-        free(h);
     }
-    return 0;
+    rc = cae_arena_write_image(m->ctx, &m->table, &m->params, image);
+    cae_arena_image_free(&m->table, image);
+    return rc;
 }

@@ -258,6 +258,41 @@ int cae_arena_zero(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a)
     return 0;
 }
 
+float **cae_arena_image_new(const cae_param_table *t)
+{
+    float **image = calloc((size_t)t->n_chunks, sizeof *image);
+    if (!image) {
+        cae_errorf("out of host memory");
+        return NULL;
+    }
+    for (int i = 0; i < t->n_chunks; i++) {
+        image[i] = calloc(t->chunk_elems[i] ? t->chunk_elems[i] : 1, sizeof **image);
+        if (!image[i]) {
+            cae_errorf("out of host memory for a %zu-byte parameter image", t->chunk_elems[i] * 4);
+            cae_arena_image_free(t, image);
+            return NULL;
+        }
+    }
+    return image;
+}
+
+void cae_arena_image_free(const cae_param_table *t, float **image)
+{
+    if (!image)
+        return;
+    for (int i = 0; i < t->n_chunks; i++)
+        free(image[i]);
+    free(image);
+}
+
+int cae_arena_write_image(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a,
+                          float *const *image)
+{
+    for (int i = 0; i < a->n; i++)
+        CAE_TRY(cae_write(ctx, (cae_buf){a->mem[i], 0}, image[i], t->chunk_elems[i] * 4));
+    return 0;
+}
+
 size_t cae_params_chunk_limit(const cae_ctx *ctx)
 {
     const char *env = getenv("CAE_CL_MAX_CHUNK_BYTES");

@@ -64,6 +64,13 @@ int cae_arena_alloc(cae_ctx *ctx, const cae_param_table *t, cae_arena *a);
 void cae_arena_free(cae_arena *a);
 int cae_arena_zero(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a);
 
+/* A host image of an arena (one zeroed array per buffer): fill tensors at
+ * image[p->chunk] + p->off, then write every buffer whole in one call. */
+float **cae_arena_image_new(const cae_param_table *t);
+void cae_arena_image_free(const cae_param_table *t, float **image);
+int cae_arena_write_image(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a,
+                          float *const *image);
+
 /* The largest buffer the arenas may use: CL_DEVICE_MAX_MEM_ALLOC_SIZE, or
  * less through CAE_CL_MAX_CHUNK_BYTES (to test splitting on any device). */
 size_t cae_params_chunk_limit(const cae_ctx *ctx);

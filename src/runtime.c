@@ -549,21 +549,19 @@ int cae_fill_float(cae_ctx *ctx, cae_buf dst, float value, size_t n)
 
 int cae_fill_zero(cae_ctx *ctx, cae_buf dst, size_t n)
 {
-    cl_uint zero = 0;
-    if (n == 0)
-        return 0;
-    CL_CHECK(clEnqueueFillBuffer(ctx->queue, dst.mem, &zero, sizeof zero, dst.off * 4, n * 4, 0, NULL, NULL));
-    ctx->launches++;
-    return 0;
+    return cae_fill_float(ctx, dst, 0.0f, n);
 }
 
 int cae_copy(cae_ctx *ctx, cae_buf dst, cae_buf src, size_t n)
 {
-    if (n == 0)
-        return 0;
-    CL_CHECK(clEnqueueCopyBuffer(ctx->queue, src.mem, dst.mem, src.off * 4, dst.off * 4, n * 4, 0, NULL, NULL));
-    ctx->launches++;
-    return 0;
+    cl_kernel k = cae_kernel(ctx, "copy_float");
+    cl_uint a = 0;
+    if (!k)
+        return -1;
+    CAE_TRY(cae_arg_buf(k, &a, dst));
+    CAE_TRY(cae_arg_buf(k, &a, src));
+    CAE_TRY(cae_arg_ulong(k, &a, n));
+    return cae_launch_1d(ctx, k, n);
 }
 
 int cae_finish(cae_ctx *ctx)

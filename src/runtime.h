@@ -105,6 +105,8 @@ void cae_release(cl_mem *mem);
 int cae_write(cae_ctx *ctx, cae_buf dst, const void *src, size_t bytes);   /* blocking */
 int cae_read(cae_ctx *ctx, void *dst, cae_buf src, size_t bytes);          /* blocking */
 int cae_fill_float(cae_ctx *ctx, cae_buf dst, float value, size_t n);
+/* zeroing and copies are kernels (not clEnqueueFillBuffer/CopyBuffer), so
+ * kernel checkers see the bytes they write as initialized */
 int cae_fill_zero(cae_ctx *ctx, cae_buf dst, size_t n_elements);            /* 4-byte elements */
 int cae_copy(cae_ctx *ctx, cae_buf dst, cae_buf src, size_t n_elements);     /* 4-byte elements */
 int cae_finish(cae_ctx *ctx);

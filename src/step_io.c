@@ -78,27 +78,19 @@ static int load_weights_file(cae_model *m, const cae_st_file *f)
 {
     size_t ones_n = (size_t)m->cfg.decoder_embed_dim;
     float *ones = malloc(ones_n * sizeof *ones);
+    float **image = cae_arena_image_new(&m->table);
     int rc = -1;
-    if (!ones)
-        return -1;
+    if (!ones || !image)
+        goto out;
     for (size_t i = 0; i < ones_n; i++)
         ones[i] = 1.0f;
     /* every trainable tensor */
     for (size_t i = 0; i < m->table.n; i++) {
         const cae_param *p = &m->table.p[i];
         const cae_st_tensor *t = cae_st_expect(f, p->name, CAE_DT_F32, p->ndim, p->shape);
-        float *tmp;
         if (!t)
             goto out;
-        tmp = malloc(p->numel * sizeof *tmp);
-        if (!tmp)
-            goto out;
-        memcpy(tmp, t->data, p->numel * 4);
-        if (cae_write(m->ctx, (cae_buf){m->params.mem[p->chunk], p->off}, tmp, p->numel * 4) != 0) {
-            free(tmp);
-            goto out;
-        }
-        free(tmp);
+        memcpy(image[p->chunk] + p->off, t->data, p->numel * 4);
     }
     /* everything else must be derived */
     for (size_t i = 0; i < f->n_tensors; i++) {
@@ -123,9 +115,11 @@ static int load_weights_file(cae_model *m, const cae_st_file *f)
             goto out;
         }
     }
-    rc = 0;
+    /* nothing reaches the device unless the whole file is acceptable */
+    rc = cae_arena_write_image(m->ctx, &m->table, &m->params, image);
 out:
     free(ones);
+    cae_arena_image_free(&m->table, image);
     return rc;
 }
 
