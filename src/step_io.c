@@ -184,6 +184,17 @@ static int load_batch_file(cae_model *m, const cae_st_file *f)
         }
         lab[i] = (int32_t)v;
     }
+    for (int64_t b = 0; b < B; b++) {
+        const unsigned char *row = (const unsigned char *)mask->data + b * N;
+        int64_t ones = 0;
+        for (int64_t n = 0; n < N; n++)
+            ones += row[n] != 0;
+        if (ones != M) {
+            cae_errorf("%s: tensor 'bool_masked_pos': sample %lld masks %lld patches, expected "
+                       "--num_mask_patches %lld", f->path, (long long)b, (long long)ones, (long long)M);
+            goto out;
+        }
+    }
     rc = cae_model_set_batch(m, x, mask->data, lab);
 out:
     free(x);
@@ -197,8 +208,6 @@ int cae_step_load_batch(cae_model *m, const char *path)
     int rc;
     CAE_TRY(cae_st_read(&f, path));
     rc = load_batch_file(m, &f);
-    if (rc != 0)
-        cae_errorf("%s: batch refused", path);
     cae_st_free(&f);
     return rc;
 }

@@ -110,6 +110,105 @@ static int check_fixture(const char *fixture, const char *gemm, char **prefix, c
 
 static const char *fixtures[] = {"tiny", "ls01", "proj", "odd"};
 
+/* Runs cae-cl-step on fixture files with extra flags; returns the status. */
+static int step_with(const char *args_fixture, const char *files_fixture, char **extra,
+                     const char *log)
+{
+    char buf[2048], exe[4096], w[4096], b[4096];
+    char *argv[MAX_ARGS + 16];
+    int argc = 0;
+    snprintf(exe, sizeof exe, "%s/tools/cae-cl-step", builddir());
+    argv[argc++] = exe;
+    argc += read_args(args_fixture, buf, sizeof buf, argv + argc, MAX_ARGS);
+    snprintf(w, sizeof w, "--weights=%s/tests/fixtures/%s/weights.safetensors", srcdir(),
+             files_fixture);
+    snprintf(b, sizeof b, "--batch=%s/tests/fixtures/%s/batch.safetensors", srcdir(), files_fixture);
+    argv[argc++] = w;
+    argv[argc++] = b;
+    for (; extra && *extra; extra++)
+        argv[argc++] = *extra;
+    argv[argc] = NULL;
+    return run(argv, log);
+}
+
+static int file_contains(const char *path, const char *text)
+{
+    char line[1024];
+    int found = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int ca, cb, same = fa && fb;
+    while (same) {
+        ca = fgetc(fa);
+        cb = fgetc(fb);
+        if (ca != cb)
+            same = 0;
+        if (ca == EOF || cb == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
+/* Drop path: the same seed gives the same step, and it really drops. */
+START_TEST(test_drop_path_deterministic)
+{
+    char o1[4096], o2[4096], e[4096], log[4096];
+    char *a1[] = {"--drop_path=0.5", "--seed=7", o1, NULL};
+    char *a2[] = {"--drop_path=0.5", "--seed=7", o2, e, NULL};
+    snprintf(o1, sizeof o1, "--out=%s/tests/drop1.safetensors", builddir());
+    snprintf(o2, sizeof o2, "--out=%s/tests/drop2.safetensors", builddir());
+    snprintf(e, sizeof e, "--check=%s/tests/fixtures/ls01/expected.safetensors", srcdir());
+    snprintf(log, sizeof log, "%s/tests/drop.out", builddir());
+    ck_assert_int_eq(step_with("ls01", "ls01", a1, log), 0);
+    /* differs from the reference without drop path: --check fails */
+    ck_assert_int_eq(step_with("ls01", "ls01", a2, log), 1);
+    ck_assert(same_file(o1 + 6, o2 + 6));
+}
+END_TEST
+
+/* Inputs that do not fit the model are refused with the tensor named. */
+START_TEST(test_bad_inputs_refused)
+{
+    char log[4096];
+    char *gemm[] = {"--gemm=host", NULL};
+    snprintf(log, sizeof log, "%s/tests/bad-input.out", builddir());
+    /* weights of another model size */
+    ck_assert_int_eq(step_with("ls01", "tiny", gemm, log), 1);
+    ck_assert(file_contains(log, "encoder.cls_token") || file_contains(log, "tensor '"));
+    /* a batch with another mask count */
+    {
+        char *more[] = {"--num_mask_patches=5", NULL};
+        ck_assert_int_eq(step_with("ls01", "ls01", more, log), 1);
+        ck_assert(file_contains(log, "tensor 'labels'"));
+    }
+    /* unknown flags and bad values name the flag */
+    {
+        char *more[] = {"--no_such_flag", NULL};
+        ck_assert_int_eq(step_with("ls01", "ls01", more, log), 2);
+        ck_assert(file_contains(log, "--no_such_flag"));
+    }
+    {
+        char *more[] = {"--gemm=fast", NULL};
+        ck_assert_int_eq(step_with("ls01", "ls01", more, log), 2);
+        ck_assert(file_contains(log, "--gemm fast"));
+    }
+}
+END_TEST
+
 START_TEST(test_fixture_host)
 {
     ck_assert_msg(check_fixture(fixtures[_i], "host", NULL, "plain") == 0,
@@ -170,6 +269,8 @@ int main(void)
     tcase_add_loop_test(tc, test_fixture_host, 0, n);
     tcase_add_loop_test(tc, test_fixture_clblast, 0, n);
     tcase_add_test(tc, test_split_arena);
+    tcase_add_test(tc, test_drop_path_deterministic);
+    tcase_add_test(tc, test_bad_inputs_refused);
     tcase_add_test(tc, test_oclgrind_step);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

@@ -7,8 +7,11 @@
 #include "testutil.h"
 
 #include <check.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 START_TEST(test_fill_and_copy)
 {
@@ -210,6 +213,69 @@ START_TEST(test_config_validation)
 }
 END_TEST
 
+/* The single .bin entry of a cache folder, or "" */
+static void cache_entry(const char *dir, char *out, size_t size)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    out[0] = '\0';
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".bin") == 0) {
+            snprintf(out, size, "%s/%s", dir, e->d_name);
+            found++;
+        }
+        ck_assert_msg(strstr(e->d_name, ".tmp.") == NULL, "temporary file left: %s", e->d_name);
+    }
+    closedir(d);
+    ck_assert_int_le(found, 1);
+}
+
+START_TEST(test_kernel_binary_cache)
+{
+    char dir[] = "/tmp/cae-kcache-XXXXXX", entry[4200];
+    cae_ctx c2;
+    cae_ctx_options opt = {CAE_GEMM_AUTO, 0};
+    FILE *f;
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    setenv("CAE_CL_CACHE_DIR", dir, 1);
+    /* a cold build writes one entry */
+    ck_assert_int_eq(cae_ctx_init(&c2, &opt), 0);
+    cae_ctx_free(&c2);
+    cache_entry(dir, entry, sizeof entry);
+    ck_assert_msg(entry[0] != '\0', "no cache entry written");
+    /* a warm start uses it and still runs kernels */
+    ck_assert_int_eq(cae_ctx_init(&c2, &opt), 0);
+    ck_assert_ptr_nonnull(cae_kernel(&c2, "fill_float"));
+    cae_ctx_free(&c2);
+    /* a corrupt entry is ignored, rebuilt from source and replaced */
+    f = fopen(entry, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("not a program binary", f);
+    fclose(f);
+    ck_assert_int_eq(cae_ctx_init(&c2, &opt), 0);
+    ck_assert_ptr_nonnull(cae_kernel(&c2, "fill_float"));
+    cae_ctx_free(&c2);
+    f = fopen(entry, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    ck_assert_int_gt(ftell(f), 100);
+    fclose(f);
+    /* CAE_CL_NO_CACHE=1: nothing is written */
+    unlink(entry);
+    setenv("CAE_CL_NO_CACHE", "1", 1);
+    ck_assert_int_eq(cae_ctx_init(&c2, &opt), 0);
+    cae_ctx_free(&c2);
+    cache_entry(dir, entry, sizeof entry);
+    ck_assert_str_eq(entry, "");
+    unsetenv("CAE_CL_NO_CACHE");
+    unsetenv("CAE_CL_CACHE_DIR");
+    rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("runtime");
@@ -226,6 +292,7 @@ int main(void)
     tcase_add_test(tc, test_arena_splits);
     tcase_add_test(tc, test_device_selection_errors);
     tcase_add_test(tc, test_config_validation);
+    tcase_add_test(tc, test_kernel_binary_cache);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
