@@ -12,7 +12,11 @@
 # folder is printed.  Exits 1 if anything failed.
 #
 # Environment: PYTHON (default /usr/bin/python3), CAE_CL_STEP (default
-# tools/cae-cl-step), TMPDIR (where the fixture folder goes).
+# tools/cae-cl-step; copied first, so a rebuild during the sweep cannot
+# disturb it), TMPDIR (where the fixture folder goes).
+#
+# Widths are capped at 48 so that every fixture file stays under
+# make_fixtures.py's 1 MiB limit (the largest draw writes about 0.95 MiB).
 #
 # regressor_depth is drawn from 1..2, not 0..2: make_fixtures.py cannot write
 # a regressor_depth 0 fixture (mask_token then gets no gradient and it stops).
@@ -24,6 +28,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${PYTHON:-/usr/bin/python3}
 step=${CAE_CL_STEP:-$root/tools/cae-cl-step}
 base=$(mktemp -d "${TMPDIR:-/tmp}/cae-sweep.XXXXXX") || exit 2
+cp "$step" "$base/cae-cl-step" || exit 2
+step=$base/cae-cl-step
 
 # Draw the configurations: one line each, "<fixture seed> <flags>".
 # Widths are multiples of 4 (sin-cos tables) and of their head count; the
@@ -32,7 +38,7 @@ base=$(mktemp -d "${TMPDIR:-/tmp}/cae-sweep.XXXXXX") || exit 2
 import math, random, sys
 n, r = int(sys.argv[1]), random.Random(int(sys.argv[2]))
 lcm4 = lambda h: 4 * h // math.gcd(4, h)
-width = lambda h: lcm4(h) * r.randint(1, 64 // lcm4(h))    # 4..64
+width = lambda h: lcm4(h) * r.randint(1, 48 // lcm4(h))    # 4..48
 for _ in range(n):
     grid, patch = r.randint(2, 6), r.randint(1, 6)
     heads = r.randint(1, 4)
