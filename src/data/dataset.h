@@ -1,0 +1,32 @@
+/* dataset.h: the training images: an ImageFolder tree (root/<class>/<file>,
+ * classes and files in sorted order, as torchvision's ImageFolder) or the
+ * built-in Fashion-MNIST training set (Debian package dataset-fashion-mnist,
+ * gzip IDX files read with zlib; 28x28 gray replicated to RGB). */
+#ifndef CAE_DATASET_H
+#define CAE_DATASET_H
+
+#include "data/image.h"
+
+#include <stddef.h>
+
+typedef struct cae_dataset cae_dataset;
+
+#define CAE_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* data_path NULL or "": Fashion-MNIST training images from
+ * $CAE_FASHION_MNIST_DIR, else CAE_FASHION_MNIST_DIR. A folder with no
+ * images, or a missing/corrupt IDX file, is refused with one line naming the
+ * path. */
+int cae_dataset_open(cae_dataset **out, const char *data_path);
+void cae_dataset_free(cae_dataset *ds);
+size_t cae_dataset_len(const cae_dataset *ds);
+size_t cae_dataset_num_classes(const cae_dataset *ds);
+/* "ImageFolder /data/train: 1281167 images, 1000 classes" */
+const char *cae_dataset_describe(const cae_dataset *ds);
+/* Sample i (thread-safe with one decoder per thread). Returns 0; 1 when
+ * the image cannot be used (reported, to be skipped and counted); -1 fatal. */
+int cae_dataset_get(const cae_dataset *ds, size_t i, cae_decoder *dec, cae_image *out);
+/* The class label of sample i (for the evaluation programs). */
+int cae_dataset_label(const cae_dataset *ds, size_t i);
+
+#endif

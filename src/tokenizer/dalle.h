@@ -1,0 +1,38 @@
+/* dalle.h: the DALL-E dVAE encoder (the CAE tokenizer) on the device.
+ *
+ * n_hid 256, vocabulary 8192: input 7x7 conv (3 -> n_hid), four groups of
+ * two residual blocks (widths n_hid, 2 n_hid, 4 n_hid, 8 n_hid) with a 2x2
+ * max-pool after groups 1-3, then ReLU and a 1x1 conv to the vocabulary.
+ * Block: id_path(x) + 1/64 * res_path(x), res_path = ReLU, 3x3 conv to
+ * n_out/4, ReLU, 3x3, ReLU, 3x3, ReLU, 1x1 to n_out; id_path a 1x1 conv
+ * when the widths differ. All convs have bias and 'same' padding. A patch's
+ * label is the argmax over the vocabulary at its grid cell.
+ *
+ * Weights: a safetensors file from tools/convert-dall-e, keys as the
+ * official module's state_dict (blocks.input.w, blocks.group_1.block_1.
+ * res_path.conv_1.w, ..., blocks.output.conv.b), w in [out,in,k,k]. */
+#ifndef CAE_DALLE_H
+#define CAE_DALLE_H
+
+#include "runtime.h"
+
+#include <stddef.h>
+
+typedef struct cae_dalle cae_dalle;
+
+/* Load and check the weights (n_hid and vocabulary are read from their
+ * shapes), plan memory for batch images of image_size (a multiple of 8).
+ * A missing file or a tensor of the wrong shape is refused with one line
+ * naming it. */
+int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch, int image_size);
+void cae_dalle_free(cae_dalle *d);
+int cae_dalle_vocab(const cae_dalle *d);
+int cae_dalle_grid(const cae_dalle *d); /* image_size / 8 */
+
+/* view: [B,3,S2,S2] already mapped to [0.1, 0.9]; mask_idx: int [B,M], the
+ * masked patch indices in raster order; labels: int [B*M] out. */
+int cae_dalle_labels(cae_dalle *d, cae_buf labels, cae_buf view, cae_buf mask_idx, size_t M);
+/* The full logits [B, vocab, G, G] of the last call (for conformance tests). */
+cae_buf cae_dalle_logits(const cae_dalle *d);
+
+#endif
