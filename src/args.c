@@ -56,7 +56,8 @@ static const flag_spec flags[] = {
     {"color_jitter", F_DOUBLE, A(color_jitter), "color jitter strength"},
     {"imagenet_default_mean_and_std", F_TRUE, A(imagenet_default_mean_and_std), "ImageNet normalization"},
     {"discrete_vae_weight_path", F_STRING, A(discrete_vae_weight_path), "tokenizer weights"},
-    {"discrete_vae_type", F_STRING, A(discrete_vae_type), "tokenizer kind"},
+    {"discrete_vae_type", F_STRING, A(discrete_vae_type), "dall-e or pixel (default: pixel without tokenizer weights)"},
+    {"norm_pix_loss", F_TRUE, A(norm_pix_loss), "pixel target: normalize each patch"},
     {"num_workers", F_INT, A(num_workers), "loader threads"},
     /* optimization */
     {"epochs", F_INT, A(epochs), "training epochs"},
@@ -105,6 +106,7 @@ static const flag_spec flags[] = {
     {"out", F_STRING, A(out), "cae-cl-step: write outputs here"},
     {"check", F_STRING, A(check), "cae-cl-step: compare with expected outputs"},
     {"steps", F_INT, A(steps), "cae-cl-step: repeat the step N times (timing)"},
+    {"stop_after_steps", F_LONG, A(stop_after_steps), "cae-cl-train: checkpoint and stop after N steps"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
 };
@@ -124,7 +126,7 @@ static void defaults(cae_args *a)
     a->train_interpolation = "bicubic";
     a->second_interpolation = "lanczos";
     a->color_jitter = 0.4;
-    a->discrete_vae_type = "dall-e";
+    a->discrete_vae_type = NULL; /* decided by cae-cl-train */
     a->num_workers = 10;
     a->epochs = 300;
     a->lr = 5e-4;
@@ -140,6 +142,39 @@ static void defaults(cae_args *a)
     a->auto_resume = 1;
     a->save_ckpt_freq = 20;
     a->gemm = CAE_GEMM_AUTO;
+}
+
+/* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small
+ * model on 32x32 inputs with 4x4 patches, short enough for two CPU cores. */
+static void builtin_defaults(cae_args *a, int with_model)
+{
+    cae_config *c = &a->model;
+    a->builtin_data = 1;
+    a->min_mask_patches_per_block = 4;
+    a->second_input_size = 0; /* no tokenizer view: pixel target */
+    a->crop_min_size = 0.5;   /* 28-pixel images cannot lose 92% and keep a garment */
+    a->color_jitter = 0.0;
+    a->batch_size = 64;
+    a->epochs = 3;
+    a->warmup_epochs = 1;
+    a->lr = 1.5e-3;
+    a->clip_grad = 3.0;
+    a->save_ckpt_freq = 1;
+    a->num_workers = 2;
+    if (!with_model) /* --model picks an official size instead */
+        return;
+    a->model_name = "built-in (Fashion-MNIST)";
+    c->input_size = 32;
+    c->patch_size = 4;
+    c->embed_dim = 128;
+    c->depth = 6;
+    c->num_heads = 4;
+    c->mlp_ratio = 4.0;
+    c->decoder_embed_dim = 128;
+    c->regressor_depth = 2;
+    c->decoder_depth = 2;
+    c->decoder_num_heads = 4;
+    c->num_mask_patches = 32; /* half of the 64 patches, as CAE's 98 of 196 */
 }
 
 static const flag_spec *find(const char *name, size_t len)
@@ -253,11 +288,26 @@ static int scan(cae_args *a, int argc, char **argv, int only_model)
     return 0;
 }
 
+/* Whether argv names this flag (as --name or --name=...). */
+static int given(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
+            (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
 int cae_args_parse(cae_args *a, int argc, char **argv)
 {
     defaults(a);
+    a->model_given = given(argc, argv, "model");
+    if (!given(argc, argv, "data_path"))
+        builtin_defaults(a, !a->model_given);
     CAE_TRY(scan(a, argc, argv, 1));
-    CAE_TRY(cae_config_preset(&a->model, a->model_name));
+    if (a->model_given)
+        CAE_TRY(cae_config_preset(&a->model, a->model_name));
     CAE_TRY(scan(a, argc, argv, 0));
     if (a->batch_size <= 0) {
         cae_errorf("--batch_size %d: must be positive", a->batch_size);

@@ -25,7 +25,10 @@ typedef struct {
     double momentum, opt_eps, color_jitter, ratio_mask_patches;
     double crop_min_size, crop_max_size;
     long seed;
-    int imagenet_default_mean_and_std, auto_resume;
+    int imagenet_default_mean_and_std, auto_resume, norm_pix_loss;
+    int builtin_data; /* no --data_path: Fashion-MNIST with the small default model */
+    int model_given;  /* --model appeared */
+    long stop_after_steps; /* cae-cl-train: checkpoint and stop after this many global steps */
     /* cae-cl's own */
     cae_gemm_choice gemm;
     const char *weights, *batch, *out, *check;

@@ -112,6 +112,8 @@ int cae_config_finish(cae_config *c)
         return -1;
     }
     c->num_visible = c->num_patches - c->num_mask_patches;
+    if (c->pixel_target) /* the head predicts each masked patch's pixels */
+        c->decoder_num_classes = 3 * c->patch_size * c->patch_size;
     /* int(dim * mlp_ratio), as nn.Linear's hidden size in the official Mlp */
     c->mlp_hidden = (int)(c->embed_dim * c->mlp_ratio);
     c->decoder_mlp_hidden = (int)(c->decoder_embed_dim * c->mlp_ratio);
@@ -124,9 +126,11 @@ void cae_config_describe(const cae_config *c, char *out, size_t size)
 {
     snprintf(out, size,
              "input %d patch %d | encoder %dx%d, %d heads, mlp %d | regressor %d, decoder %d, "
-             "width %d, %d heads | vocabulary %d | mask %d of %d | layer scale %g / %g | align %g",
+             "width %d, %d heads | %s %d | mask %d of %d | layer scale %g / %g | align %g",
              c->input_size, c->patch_size, c->embed_dim, c->depth, c->num_heads, c->mlp_hidden,
              c->regressor_depth, c->decoder_depth, c->decoder_embed_dim, c->decoder_num_heads,
+             c->pixel_target ? (c->norm_pix_loss ? "normalized pixel target, outputs" : "pixel target, outputs")
+                             : "vocabulary",
              c->decoder_num_classes, c->num_mask_patches, c->num_patches,
              c->layer_scale_init_value, c->decoder_layer_scale_init_value, c->align_loss_weight);
 }

@@ -15,6 +15,10 @@ typedef struct {
     double align_loss_weight;
     int num_mask_patches;
     double drop_path;
+    /* target: 0 = tokenizer labels and cross-entropy (dall-e); 1 = the
+     * masked patches' pixels and MSE (--discrete_vae_type pixel), with a
+     * head of 3*P*P outputs; norm_pix_loss normalizes each target patch */
+    int pixel_target, norm_pix_loss;
     /* derived by cae_config_finish */
     int grid, num_patches, num_visible;
     int mlp_hidden, decoder_mlp_hidden;

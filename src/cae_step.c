@@ -114,8 +114,23 @@ static int forward(cae_model *m)
     return cae_linear_forward(ctx, m->logits, m->dec_out, m->W.head.w, m->W.head.b, B * M, Dd, K);
 }
 
+/* The pixel target: the masked patches of the (normalized) model input,
+ * each optionally normalized to mean 0 and variance 1 (eps 1e-6). */
+static int pixel_target(cae_model *m)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, M = (size_t)c->num_mask_patches, K = (size_t)c->decoder_num_classes;
+    CAE_TRY(cae_patchify(m->ctx, m->pix_raw, m->samples, m->align.idx, B, M, (size_t)c->input_size,
+                         (size_t)c->patch_size));
+    if (!c->norm_pix_loss)
+        return cae_copy(m->ctx, m->pix_target, m->pix_raw, B * M * K);
+    return cae_layernorm_forward(m->ctx, m->pix_target, m->pix_mean, m->pix_rstd, m->pix_raw,
+                                 m->pix_ones, m->pix_zeros, B * M, K);
+}
+
 /* Loss terms on the device; also writes d(logits) and the MSE part of
- * d(latent_predict) into g_latent. */
+ * d(latent_predict) into g_latent. sums: [0] main loss numerator, [1]
+ * correct predictions, [2] alignment squared error. */
 static int loss(cae_model *m)
 {
     cae_ctx *ctx = m->ctx;
@@ -123,12 +138,21 @@ static int loss(cae_model *m)
     size_t R = m->B * (size_t)c->num_mask_patches, n = R * (size_t)c->decoder_embed_dim;
     size_t K = (size_t)c->decoder_num_classes;
 
-    CAE_TRY(cae_cross_entropy(ctx, m->dlogits, m->row_loss, m->row_correct, m->logits, m->labels,
-                              (float)(1.0 / (double)R), R, K));
+    if (c->pixel_target) {
+        /* MSE over every element of every masked patch */
+        CAE_TRY(pixel_target(m));
+        CAE_TRY(cae_mse(ctx, m->dlogits, m->sq, m->logits, m->pix_target,
+                        (float)(1.0 / (double)(R * K)), R * K));
+        CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 0), m->sq, R * K, m->reduce_scratch));
+        CAE_TRY(cae_fill_zero(ctx, cae_buf_at(m->sums, 1), 1));
+    } else {
+        CAE_TRY(cae_cross_entropy(ctx, m->dlogits, m->row_loss, m->row_correct, m->logits, m->labels,
+                                  (float)(1.0 / (double)R), R, K));
+        CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 0), m->row_loss, R, m->reduce_scratch));
+        CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 1), m->row_correct, R, m->reduce_scratch));
+    }
     CAE_TRY(cae_mse(ctx, m->g_latent, m->sq, m->latent_pred, m->latent_target,
                     (float)(c->align_loss_weight / (double)n), n));
-    CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 0), m->row_loss, R, m->reduce_scratch));
-    CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 1), m->row_correct, R, m->reduce_scratch));
     return cae_sum(ctx, cae_buf_at(m->sums, 2), m->sq, n, m->reduce_scratch);
 }
 
@@ -221,7 +245,7 @@ int cae_model_step(cae_model *m, cae_losses *out)
     CAE_TRY(backward(m));
     /* the only read-back of the step: three scalars */
     CAE_TRY(cae_read(m->ctx, sums, m->sums, sizeof sums));
-    out->loss_main = sums[0] / R;
+    out->loss_main = sums[0] / (c->pixel_target ? R * c->decoder_num_classes : R);
     out->mlm_acc = sums[1] / R;
     out->loss_align = c->align_loss_weight * (sums[2] / n);
     out->loss = out->loss_main + out->loss_align;

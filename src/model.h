@@ -107,6 +107,7 @@ typedef struct cae_model {
     cae_buf logits;               /* [B*M, K] */
     /* loss */
     cae_buf dlogits, row_loss, row_correct, sq, sums, reduce_scratch;
+    cae_buf pix_raw, pix_target, pix_mean, pix_rstd, pix_ones, pix_zeros; /* pixel target */
     /* backward */
     cae_buf g_stream_enc, g_stream_dec, g_q, g_z, g_zall, g_kv, g_latent, g_proj;
     cae_scratch s;
@@ -129,6 +130,19 @@ int cae_model_init_weights(cae_model *m, uint64_t seed);
  * or a label is outside the vocabulary. */
 int cae_model_set_batch(cae_model *m, const float *samples, const unsigned char *mask,
                         const int32_t *labels);
+
+/* The same without labels: the tokenizer writes them on the device into
+ * cae_model_labels(m) from the masked indices cae_model_masked_idx(m);
+ * the pixel target needs none. */
+int cae_model_set_inputs(cae_model *m, const float *samples, const unsigned char *mask);
+static inline cae_buf cae_model_labels(const cae_model *m)
+{
+    return m->labels;
+}
+static inline cae_buf cae_model_masked_idx(const cae_model *m)
+{
+    return m->align.idx;
+}
 
 /* Drop-path scales for this step from (seed, step); without a call, or with
  * --drop_path 0, drop path is off. */

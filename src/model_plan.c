@@ -375,9 +375,17 @@ static int plan_all(cae_model *m, planner *p)
     take(p, &m->dlogits, B * M * K);
     take(p, &m->row_loss, B * M);
     take(p, &m->row_correct, B * M);
-    take(p, &m->sq, B * M * Dd);
+    take(p, &m->sq, B * M * max2(Dd, K));
+    if (c->pixel_target) {
+        take(p, &m->pix_raw, B * M * K);
+        take(p, &m->pix_target, B * M * K);
+        take(p, &m->pix_mean, B * M);
+        take(p, &m->pix_rstd, B * M);
+        take_input(p, &m->pix_ones, K);
+        take_input(p, &m->pix_zeros, K);
+    }
     take(p, &m->sums, 4);
-    take(p, &m->reduce_scratch, cae_reduce_scratch_elems(max2(B * M * Dd, B * M)));
+    take(p, &m->reduce_scratch, cae_reduce_scratch_elems(max2(B * M * max2(Dd, K), B * M)));
     /* backward */
     take(p, &m->g_stream_enc, B * (V + 1) * D);
     take(p, &m->g_stream_dec, B * M * Dd);
@@ -438,7 +446,24 @@ int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t bat
         cae_errorf("out of host memory planning activations");
         goto fail;
     }
+    {
+        /* say what the configuration needs before the device fails to give it */
+        double need = 2.0 * (double)m->table.total * 4;
+        for (size_t i = 0; i < p.n; i++)
+            need += (double)p.elems[i] * 4;
+        if (need > (double)ctx->global_mem) {
+            cae_errorf("this configuration needs %.0f MiB of device memory for parameters, gradients "
+                       "and activations (batch %zu) but %s has %.0f MiB; reduce --batch_size",
+                       need / 1048576.0, batch, ctx->device_name,
+                       (double)ctx->global_mem / 1048576.0);
+            goto fail;
+        }
+    }
     if (commit(&p, m, limit) != 0 || upload_positions(m) != 0)
+        goto fail;
+    if (cfg->pixel_target &&
+        (cae_fill_float(ctx, m->pix_ones, 1.0f, (size_t)cfg->decoder_num_classes) != 0 ||
+         cae_fill_zero(ctx, m->pix_zeros, (size_t)cfg->decoder_num_classes) != 0))
         goto fail;
     free(p.slot);
     free(p.elems);
@@ -486,20 +511,13 @@ void cae_model_free(cae_model *m)
 
 /* ---------------------------------------------------------------- batch */
 
-int cae_model_set_batch(cae_model *m, const float *samples, const unsigned char *mask,
-                        const int32_t *labels)
+/* Indices of visible and masked patches in raster order; -1 (reported)
+ * when a row does not mask exactly M patches. */
+static int split_mask(const cae_model *m, const unsigned char *mask, int32_t *vis, int32_t *msk)
 {
     const cae_config *c = &m->cfg;
-    size_t B = m->B, N = (size_t)c->num_patches, M = (size_t)c->num_mask_patches;
-    size_t V = (size_t)c->num_visible, S = (size_t)c->input_size;
-    int32_t *vis = malloc(B * V * sizeof *vis), *msk = malloc(B * M * sizeof *msk);
-    int rc = -1;
-
-    if (!vis || !msk) {
-        cae_errorf("out of host memory");
-        goto out;
-    }
-    for (size_t b = 0; b < B; b++) {
+    size_t N = (size_t)c->num_patches, M = (size_t)c->num_mask_patches, V = (size_t)c->num_visible;
+    for (size_t b = 0; b < m->B; b++) {
         size_t nv = 0, nm = 0;
         for (size_t n = 0; n < N; n++) {
             if (mask[b * N + n]) {
@@ -515,25 +533,45 @@ int cae_model_set_batch(cae_model *m, const float *samples, const unsigned char 
         if (nm != M) {
             cae_errorf("bool_masked_pos: sample %zu masks %zu patches, expected --num_mask_patches %zu",
                        b, nm, M);
-            goto out;
+            return -1;
         }
     }
-    for (size_t i = 0; i < B * M; i++) {
-        if (labels[i] < 0 || labels[i] >= c->decoder_num_classes) {
-            cae_errorf("labels: entry %zu is %d, outside the vocabulary [0, %d)", i, (int)labels[i],
-                       c->decoder_num_classes);
-            goto out;
-        }
-    }
-    if (cae_write(m->ctx, m->samples, samples, B * 3 * S * S * 4) == 0 &&
-        cae_write(m->ctx, m->enc.idx, vis, B * V * 4) == 0 &&
-        cae_write(m->ctx, m->align.idx, msk, B * M * 4) == 0 &&
-        cae_write(m->ctx, m->labels, labels, B * M * 4) == 0)
+    return 0;
+}
+
+int cae_model_set_inputs(cae_model *m, const float *samples, const unsigned char *mask)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, M = (size_t)c->num_mask_patches, V = (size_t)c->num_visible;
+    size_t S = (size_t)c->input_size;
+    int32_t *vis = malloc(B * V * sizeof *vis), *msk = malloc(B * M * sizeof *msk);
+    int rc = -1;
+    if (!vis || !msk)
+        cae_errorf("out of host memory");
+    else if (split_mask(m, mask, vis, msk) == 0 &&
+             cae_write(m->ctx, m->samples, samples, B * 3 * S * S * 4) == 0 &&
+             cae_write(m->ctx, m->enc.idx, vis, B * V * 4) == 0 &&
+             cae_write(m->ctx, m->align.idx, msk, B * M * 4) == 0)
         rc = 0;
-out:
     free(vis);
     free(msk);
     return rc;
+}
+
+int cae_model_set_batch(cae_model *m, const float *samples, const unsigned char *mask,
+                        const int32_t *labels)
+{
+    const cae_config *c = &m->cfg;
+    size_t n = m->B * (size_t)c->num_mask_patches;
+    for (size_t i = 0; i < n; i++) {
+        if (labels[i] < 0 || labels[i] >= c->decoder_num_classes) {
+            cae_errorf("labels: entry %zu is %d, outside the vocabulary [0, %d)", i, (int)labels[i],
+                       c->decoder_num_classes);
+            return -1;
+        }
+    }
+    CAE_TRY(cae_model_set_inputs(m, samples, mask));
+    return cae_write(m->ctx, m->labels, labels, n * 4);
 }
 
 /* ---------------------------------------------------------------- drop path */

@@ -156,12 +156,14 @@ static int load_batch_file(cae_model *m, const cae_st_file *f)
     int64_t sshape[4] = {B, 3, S, S}, mshape[2] = {B, N}, lshape[1] = {B * M};
     const cae_st_tensor *samples = cae_st_expect(f, "samples", CAE_DT_F32, 4, sshape);
     const cae_st_tensor *mask = cae_st_find(f, "bool_masked_pos");
-    const cae_st_tensor *labels = cae_st_expect(f, "labels", CAE_DT_I64, 1, lshape);
+    /* the pixel target needs no labels */
+    const cae_st_tensor *labels =
+        c->pixel_target ? NULL : cae_st_expect(f, "labels", CAE_DT_I64, 1, lshape);
     float *x = NULL;
     int32_t *lab = NULL;
     int rc = -1;
 
-    if (!samples || !labels)
+    if (!samples || (!labels && !c->pixel_target))
         return -1;
     if (!mask || (mask->dtype != CAE_DT_U8 && mask->dtype != CAE_DT_BOOL)) {
         cae_errorf("%s: tensor 'bool_masked_pos': missing or not U8/BOOL", f->path);
@@ -174,7 +176,7 @@ static int load_batch_file(cae_model *m, const cae_st_file *f)
     if (!x || !lab)
         goto out;
     memcpy(x, samples->data, samples->nbytes);
-    for (int64_t i = 0; i < B * M; i++) {
+    for (int64_t i = 0; labels && i < B * M; i++) {
         int64_t v;
         memcpy(&v, (const char *)labels->data + 8 * i, 8);
         if (v < 0 || v >= c->decoder_num_classes) {
@@ -195,7 +197,8 @@ static int load_batch_file(cae_model *m, const cae_st_file *f)
             goto out;
         }
     }
-    rc = cae_model_set_batch(m, x, mask->data, lab);
+    rc = labels ? cae_model_set_batch(m, x, mask->data, lab)
+                : cae_model_set_inputs(m, x, mask->data);
 out:
     free(x);
     free(lab);
@@ -253,7 +256,7 @@ int cae_step_synthetic_batch(cae_model *m, uint64_t seed)
     }
     for (size_t i = 0; i < B * M; i++)
         lab[i] = (int32_t)(next(&s) % (uint64_t)c->decoder_num_classes);
-    rc = cae_model_set_batch(m, x, mask, lab);
+    rc = c->pixel_target ? cae_model_set_inputs(m, x, mask) : cae_model_set_batch(m, x, mask, lab);
 out:
     free(x);
     free(mask);
@@ -328,7 +331,8 @@ static int collect(cae_model *m, const cae_losses *l, outputs *os)
     CAE_TRY(scalar(os, "loss", l->loss));
     CAE_TRY(scalar(os, "loss_main", l->loss_main));
     CAE_TRY(scalar(os, "loss_align", l->loss_align));
-    CAE_TRY(scalar(os, "mlm_acc", l->mlm_acc));
+    if (!c->pixel_target) /* top-1 accuracy means nothing for a pixel target */
+        CAE_TRY(scalar(os, "mlm_acc", l->mlm_acc));
     CAE_TRY(device(m, os, "logits", 2, lshape, m->logits));
     CAE_TRY(device(m, os, "latent_predict", 3, latent, m->latent_pred));
     CAE_TRY(device(m, os, "latent_target", 3, latent, m->latent_target));

@@ -40,6 +40,13 @@ static int run(const cae_args *a)
 
     if (a->batch && cae_step_batch_size(a->batch, &batch) != 0)
         return 1;
+    if (a->discrete_vae_type && strcmp(a->discrete_vae_type, "pixel") == 0) {
+        cfg.pixel_target = 1;
+        cfg.norm_pix_loss = a->norm_pix_loss;
+    } else if (a->discrete_vae_type && strcmp(a->discrete_vae_type, "dall-e") != 0) {
+        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", a->discrete_vae_type);
+        return 1;
+    }
     if (cae_config_finish(&cfg) != 0)
         return 1;
     if (cae_ctx_init(&ctx, &opt) != 0)

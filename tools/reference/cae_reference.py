@@ -1,5 +1,12 @@
 """PyTorch reference of one CAE training step (DESIGN.md section 1).
 
+Two targets for the decoder head: "dall-e" (default) classifies each masked
+patch into a tokenizer vocabulary with cross-entropy against given labels;
+"pixel" regresses each masked patch's pixels (taken from the normalized model
+input, flattened (channel, y, x) like the patch embedding) with a head of
+3*P*P outputs and MSE, optionally normalizing each target patch
+(norm_pix_loss: LayerNorm without affine, biased variance, eps 1e-6).
+
 Owns the model definition used to write conformance fixtures. Module and
 parameter names reproduce the official state_dict keys exactly, so
 `model.state_dict()` is the tensor table a checkpoint holds. No dropout, no
@@ -34,6 +41,21 @@ class CAEConfig:
     align_loss_weight: float = 2.0
     batch_size: int = 2
     num_mask_patches: int = 2
+    discrete_vae_type: str = "dall-e"   # or "pixel"
+    norm_pix_loss: bool = False          # pixel target only
+
+    def __post_init__(self):
+        # the pixel head predicts each masked patch's pixels: decoder_num_classes is ignored
+        if self.pixel_target:
+            self.decoder_num_classes = self.pixel_dim
+
+    @property
+    def pixel_target(self):
+        return self.discrete_vae_type == "pixel"
+
+    @property
+    def pixel_dim(self):
+        return 3 * self.patch_size * self.patch_size
 
     @property
     def grid(self):
@@ -50,6 +72,9 @@ class CAEConfig:
         assert self.embed_dim % self.num_heads == 0
         assert self.decoder_embed_dim % self.decoder_num_heads == 0
         assert 0 < self.num_mask_patches < self.num_patches
+        assert self.discrete_vae_type in ("dall-e", "pixel"), self.discrete_vae_type
+        assert not self.norm_pix_loss or self.pixel_target, "--norm_pix_loss needs pixel target"
+        assert not self.pixel_target or self.decoder_num_classes == self.pixel_dim
 
     def as_dict(self):
         return asdict(self)
@@ -68,6 +93,25 @@ def sincos_table(grid, width):
     table = np.concatenate([np.sin(rows), np.cos(rows), np.sin(cols), np.cos(cols)], axis=1)
     table = np.concatenate([np.zeros((1, width)), table], axis=0)
     return torch.from_numpy(table[None])
+
+
+def patchify(samples, patch):
+    """[B,3,S,S] -> [B,N,3*P*P]: patches in raster order, each flattened
+    (channel, y, x) exactly as the patch embedding's Conv2d weight is."""
+    B, C, S, _ = samples.shape
+    G = S // patch
+    x = samples.reshape(B, C, G, patch, G, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(B, G * G, C * patch * patch)
+
+
+def pixel_target(samples, mask, patch, norm_pix_loss):
+    """Target rows [B*M, 3*P*P] of the masked patches (raster order per sample)."""
+    t = patchify(samples, patch)[mask]
+    if norm_pix_loss:
+        mean = t.mean(dim=-1, keepdim=True)
+        var = t.var(dim=-1, unbiased=False, keepdim=True)   # biased, as LayerNorm
+        t = (t - mean) / torch.sqrt(var + LN_EPS)
+    return t
 
 
 def layer_norm(dim):
@@ -282,8 +326,9 @@ class CAE(nn.Module):
             t = self.encoder(samples, mask)[:, 1:]
             return self.project(t).detach()
 
-    def forward(self, samples, bool_masked_pos, labels, latent_target=None):
-        """One step's forward. bool_masked_pos: [B,N] bool; labels: [B*M] int64.
+    def forward(self, samples, bool_masked_pos, labels=None, latent_target=None):
+        """One step's forward. bool_masked_pos: [B,N] bool; labels: [B*M] int64
+        (dall-e target; unused, may be None, for the pixel target).
 
         latent_target may be passed in to hold the (gradient-free) alignment
         target fixed, which finite-difference checks need.
@@ -307,20 +352,29 @@ class CAE(nn.Module):
         latent_predict = self.regresser(q, z, p_mask, p_vis)
         logits = self.decoder(latent_predict, p_mask).reshape(B * M, -1)
 
-        loss_main = F.cross_entropy(logits, labels)
+        if cfg.pixel_target:
+            with torch.no_grad():
+                target = pixel_target(samples, mask, cfg.patch_size, cfg.norm_pix_loss)
+            loss_main = F.mse_loss(logits, target)
+        else:
+            loss_main = F.cross_entropy(logits, labels)
         # loss_align is logged weighted, like the official engine does
         loss_align = cfg.align_loss_weight * F.mse_loss(latent_predict, latent_target)
         loss = loss_main + loss_align
-        mlm_acc = (logits.argmax(-1) == labels).to(logits.dtype).mean()
-        return {
+        out = {
             "loss": loss,
             "loss_main": loss_main,
             "loss_align": loss_align,
-            "mlm_acc": mlm_acc,
             "logits": logits,
             "latent_predict": latent_predict,
             "latent_target": latent_target,
         }
+        if cfg.pixel_target:
+            out["pixel_target"] = target
+        else:
+            # no accuracy for a regression target
+            out["mlm_acc"] = (logits.argmax(-1) == labels).to(logits.dtype).mean()
+        return out
 
 
 def trainable_names(model):
@@ -346,5 +400,5 @@ def fan_in(name, shape):
     return 1
 
 
-__all__ = ["CAEConfig", "CAE", "sincos_table", "trainable_names", "derived_names",
+__all__ = ["CAEConfig", "CAE", "sincos_table", "patchify", "pixel_target", "trainable_names", "derived_names",
            "num_params", "fan_in", "LN_EPS"]

@@ -5,7 +5,9 @@
     make_fixtures.py --all [--out DIR]      # regenerate tests/fixtures/*
 
 Each fixture directory holds weights.safetensors, batch.safetensors,
-expected.safetensors and args.txt. Every run also runs the self-checks
+expected.safetensors and args.txt. `--discrete_vae_type pixel [--norm_pix_loss]`
+makes a pixel-target fixture (head of 3*P*P outputs, MSE on the masked
+patches' pixels, no labels, no mlm_acc). Every run also runs the self-checks
 (analytic zero of norm1_k.bias gradients, finite differences, and an
 independent plain-tensor forward) and exits non-zero if one fails.
 """
@@ -17,12 +19,14 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn as nn
 from torch.nn.utils.stateless import functional_call
 
 sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_io  # noqa: E402
-from cae_reference import CAE, CAEConfig, LN_EPS, fan_in, trainable_names  # noqa: E402
+from cae_reference import (CAE, CAEConfig, LN_EPS, fan_in, pixel_target,  # noqa: E402
+                           trainable_names)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FORMAT_VERSION = "1"
@@ -57,7 +61,23 @@ COMMITTED = {
                        decoder_num_heads=2, decoder_num_classes=24,
                        layer_scale_init_value=0.1, decoder_layer_scale_init_value=0.1,
                        batch_size=2, num_mask_patches=2, align_loss_weight=2.0)),
+    # pixel target: the head has 3*P*P outputs (decoder_num_classes is derived)
+    "pixel": (505, dict(input_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2,
+                        decoder_embed_dim=24, regressor_depth=1, decoder_depth=1,
+                        decoder_num_heads=3, layer_scale_init_value=0.1,
+                        decoder_layer_scale_init_value=0.0, batch_size=2,
+                        num_mask_patches=7, align_loss_weight=2.0,
+                        discrete_vae_type="pixel")),
+    "pixnorm": (606, dict(input_size=12, patch_size=3, embed_dim=24, depth=1, num_heads=3,
+                          decoder_embed_dim=20, regressor_depth=1, decoder_depth=1,
+                          decoder_num_heads=5, layer_scale_init_value=0.0,
+                          decoder_layer_scale_init_value=0.1, batch_size=3,
+                          num_mask_patches=5, align_loss_weight=1.5,
+                          discrete_vae_type="pixel", norm_pix_loss=True)),
 }
+
+# committed fixtures checked by finite differences (small enough to be quick)
+FD_FIXTURES = ("tiny", "proj", "pixel", "pixnorm")
 
 
 class CheckFailed(Exception):
@@ -76,8 +96,15 @@ def fmt_flag(value):
 
 
 def args_line(cfg):
+    """Flags reproducing cfg. The dall-e line is unchanged from before the pixel
+    target existed; a pixel line adds its flags (decoder_num_classes is 3*P*P)."""
     d = cfg.as_dict()
-    return " ".join("--%s %s" % (k, fmt_flag(d[k])) for k in FLAG_ORDER)
+    line = " ".join("--%s %s" % (k, fmt_flag(d[k])) for k in FLAG_ORDER)
+    if cfg.pixel_target:
+        line += " --discrete_vae_type pixel"
+        if cfg.norm_pix_loss:
+            line += " --norm_pix_loss"
+    return line
 
 
 # ---------------------------------------------------------------- generation
@@ -133,9 +160,11 @@ def build_model(cfg, weights, dtype=torch.float64):
 
 
 def to_torch(batch):
+    """(samples, mask, labels); labels is None for a pixel-target batch."""
+    labels = batch.get("labels")
     return (torch.from_numpy(batch["samples"].astype(np.float64)),
             torch.from_numpy(batch["bool_masked_pos"].astype(bool)),
-            torch.from_numpy(batch["labels"].astype(np.int64)))
+            None if labels is None else torch.from_numpy(labels.astype(np.int64)))
 
 
 def pick_labels(cfg, logits, rng, margin=1e-3):
@@ -174,22 +203,27 @@ def make_fixture(cfg, seed):
     weights = random_weights(cfg, rng)
     samples = rng.standard_normal((cfg.batch_size, 3, cfg.input_size, cfg.input_size))
     batch = {"samples": samples.astype(np.float32),
-             "bool_masked_pos": random_mask(cfg, rng),
-             "labels": np.zeros(cfg.batch_size * cfg.num_mask_patches, dtype=np.int64)}
-    # Logits do not depend on labels: run once to choose labels, then for real.
-    with torch.no_grad():
-        model = build_model(cfg, weights)
-        s, m, lab = to_torch(batch)
-        logits = model(s, m, lab)["logits"].numpy()
-    batch["labels"] = pick_labels(cfg, logits, rng)
+             "bool_masked_pos": random_mask(cfg, rng)}
+    if not cfg.pixel_target:  # the pixel target comes from the samples: no labels
+        batch["labels"] = np.zeros(cfg.batch_size * cfg.num_mask_patches, dtype=np.int64)
+        # Logits do not depend on labels: run once to choose labels, then for real.
+        with torch.no_grad():
+            model = build_model(cfg, weights)
+            s, m, lab = to_torch(batch)
+            logits = model(s, m, lab)["logits"].numpy()
+        batch["labels"] = pick_labels(cfg, logits, rng)
 
     # The reference runs in float64 on the fp32 weights and inputs (upcast), so
     # the stored fp32 targets are accurate to fp32 rounding, not to fp32 drift.
     out, grads = reference_step(cfg, weights, batch)
     expected = {}
-    for key in ("loss", "loss_main", "loss_align", "mlm_acc"):
+    scalars = ("loss", "loss_main", "loss_align") + (() if cfg.pixel_target else ("mlm_acc",))
+    for key in scalars:
         expected[key] = np.asarray(out[key].detach().numpy(), dtype=np.float32).reshape(())
-    for key in ("logits", "latent_predict", "latent_target"):
+    tensors = ("logits", "latent_predict", "latent_target")
+    if cfg.pixel_target:
+        tensors += ("pixel_target",)  # [B*M, 3*P*P], for diagnosis; not an output
+    for key in tensors:
         expected[key] = out[key].detach().numpy().astype(np.float32)
     for name, g in grads.items():
         expected["grad/" + name] = g.numpy().astype(np.float32)
@@ -202,7 +236,15 @@ def metadata(cfg, name, seed, kind):
           "reference": "float64 PyTorch (tools/reference/cae_reference.py), stored float32",
           "loss_align": "weighted: align_loss_weight * MSE, as the official engine logs it"}
     for k, v in cfg.as_dict().items():
+        if k in ("discrete_vae_type", "norm_pix_loss"):
+            continue  # below, and only for a pixel target (dall-e metadata unchanged)
         md[k] = fmt_flag(v)
+    if cfg.pixel_target:
+        md["discrete_vae_type"] = cfg.discrete_vae_type
+        md["norm_pix_loss"] = "1" if cfg.norm_pix_loss else "0"
+        md["loss_main"] = ("MSE over the masked patches' pixels (channel, y, x)%s; no labels, "
+                           "no mlm_acc" % (", each patch normalized (biased variance, eps 1e-6)"
+                                           if cfg.norm_pix_loss else ""))
     return md
 
 
@@ -226,8 +268,9 @@ def write_fixture(out_dir, name, cfg, seed):
     for f, size in sizes.items():
         check(size < MAX_FILE_BYTES, "%s/%s is %d bytes" % (d, f, size))
     print("wrote %s: %s" % (d, ", ".join("%s %d B" % kv for kv in sizes.items())))
-    print("  loss %.6f  loss_main %.6f  loss_align %.6f  mlm_acc %.4f  (%d grads)" % (
-        expected["loss"], expected["loss_main"], expected["loss_align"], expected["mlm_acc"],
+    acc = "pixel target" if cfg.pixel_target else "mlm_acc %.4f" % expected["mlm_acc"]
+    print("  loss %.6f  loss_main %.6f  loss_align %.6f  %s  (%d grads)" % (
+        expected["loss"], expected["loss_main"], expected["loss_align"], acc,
         sum(1 for k in expected if k.startswith("grad/"))))
     return weights, batch, expected
 
@@ -309,7 +352,7 @@ def plain_forward(cfg, weights, batch):
     W = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in weights.items()}
     x_img = torch.from_numpy(batch["samples"].astype(np.float64))
     mask = batch["bool_masked_pos"].astype(bool)
-    labels = batch["labels"]
+    labels = batch.get("labels")
     B, G, P = cfg.batch_size, cfg.grid, cfg.patch_size
     N, D, Dd = cfg.num_patches, cfg.embed_dim, cfg.decoder_embed_dim
 
@@ -404,13 +447,41 @@ def plain_forward(cfg, weights, batch):
 
     logits = torch.cat(logits, dim=0)
     pred, target = torch.stack(preds), torch.stack(targets)
-    lab = torch.from_numpy(labels)
-    mx = logits.max(-1, keepdim=True).values
-    lse = (mx + torch.log(torch.exp(logits - mx).sum(-1, keepdim=True)))[:, 0]
-    loss_main = (lse - logits[torch.arange(len(lab)), lab]).mean()
+    out = {}
+    if cfg.pixel_target:
+        pix = plain_pixel_target(cfg, batch["samples"], mask)
+        loss_main = ((logits - pix) ** 2).sum() / logits.numel()
+        out["pixel_target"] = pix
+    else:
+        lab = torch.from_numpy(labels)
+        mx = logits.max(-1, keepdim=True).values
+        lse = (mx + torch.log(torch.exp(logits - mx).sum(-1, keepdim=True)))[:, 0]
+        loss_main = (lse - logits[torch.arange(len(lab)), lab]).mean()
     loss_align = cfg.align_loss_weight * ((pred - target) ** 2).mean()
-    return {"loss": loss_main + loss_align, "loss_main": loss_main, "loss_align": loss_align,
-            "logits": logits, "latent_predict": pred, "latent_target": target}
+    out.update({"loss": loss_main + loss_align, "loss_main": loss_main, "loss_align": loss_align,
+                "logits": logits, "latent_predict": pred, "latent_target": target})
+    return out
+
+
+def plain_pixel_target(cfg, samples, mask):
+    """The pixel target element by element: for each sample, each masked patch
+    n = (row, col) in raster order, value (c, y, x) at column (c*P + y)*P + x."""
+    P, G = cfg.patch_size, cfg.grid
+    rows = []
+    for b in range(cfg.batch_size):
+        for n in np.nonzero(mask[b])[0]:
+            r, c0 = divmod(int(n), G)
+            t = np.zeros(3 * P * P)
+            for ch in range(3):
+                for y in range(P):
+                    for x in range(P):
+                        t[(ch * P + y) * P + x] = samples[b, ch, r * P + y, c0 * P + x]
+            if cfg.norm_pix_loss:
+                mu = math.fsum(t) / len(t)
+                var = math.fsum((v - mu) ** 2 for v in t) / len(t)   # biased
+                t = (t - mu) / math.sqrt(var + LN_EPS)
+            rows.append(t)
+    return torch.from_numpy(np.stack(rows))
 
 
 def check_plain_forward(cfg, weights, batch):
@@ -424,6 +495,36 @@ def check_plain_forward(cfg, weights, batch):
         check(diff <= 1e-10 * scale, "plain forward %s differs by %.3e" % (key, diff))
     print("  (iii) plain forward agrees: loss %.15f vs %.15f (|d| %.1e)" % (
         ref["loss"].item(), alt["loss"].item(), abs(ref["loss"].item() - alt["loss"].item())))
+
+
+def check_pixel_layout(cfg, batch, expected):
+    """(v) Pixel target only: the target's (channel, y, x) flattening is the patch
+    embedding's. A Conv2d of the patch embedding's shape whose output k has the
+    one-hot kernel at flat index k reproduces the raw target rows exactly; with
+    --norm_pix_loss every stored row has mean 0 and biased variance v / (v + eps),
+    v the raw row's biased variance."""
+    P, K = cfg.patch_size, cfg.pixel_dim
+    samples, mask, _ = to_torch(batch)
+    conv = nn.Conv2d(3, K, kernel_size=P, stride=P, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(K, dtype=torch.float64).reshape(K, 3, P, P))
+        raw = conv(samples).flatten(2).transpose(1, 2)[mask]        # [B*M, K]
+    ref = pixel_target(samples, mask, P, False)
+    check(torch.equal(raw, ref), "pixel target flattening differs from the patch embedding's")
+    stored = torch.from_numpy(expected["pixel_target"].astype(np.float64))
+    if cfg.norm_pix_loss:
+        # mean 0 and biased variance v / (v + eps), v the raw row's biased variance
+        # (1 up to the eps, which matters for nearly flat rows, e.g. at P = 1)
+        mu, var = stored.mean(-1), stored.var(-1, unbiased=False)
+        v = ref.var(-1, unbiased=False)
+        want = v / (v + LN_EPS)
+        check(mu.abs().max().item() < 1e-5, "normalized target rows: mean %.2e" % mu.abs().max())
+        check(((var - want) / want).abs().max().item() < 1e-5,
+              "normalized target rows: var off by %.2e" % ((var - want) / want).abs().max())
+    else:
+        check(torch.equal(stored, ref.float().double()), "stored pixel target is not the raw pixels")
+    print("  (v) pixel target: %d rows of %d, (channel, y, x) as the patch embedding%s" % (
+        raw.shape[0], K, ", normalized rows mean 0 var v/(v+eps)" if cfg.norm_pix_loss else ""))
 
 
 def check_fp32_spread(cfg, weights, batch, expected):
@@ -466,6 +567,10 @@ def fd_names(cfg):
         names.append("regresser.regressor_blocks.0.gamma_1_cross")
     if cfg.embed_dim != cfg.decoder_embed_dim:
         names += ["encoder_to_regresser.weight", "encoder_to_regresser_norm.bias"]
+    if cfg.pixel_target:
+        # the MSE pixel loss reaches the head weight directly and, through it,
+        # the decoder's final norm
+        names += ["decoder.head.weight", "decoder.norm.weight"]
     present = set(trainable_names(CAE(cfg)))
     return [n for n in names if n in present]  # e.g. no decoder blocks at depth 0
 
@@ -475,6 +580,8 @@ def self_check(name, cfg, weights, batch, expected, finite_differences):
     check_norm1k_bias(cfg, weights, batch)
     check_plain_forward(cfg, weights, batch)
     check_fp32_spread(cfg, weights, batch, expected)
+    if cfg.pixel_target:
+        check_pixel_layout(cfg, batch, expected)
     if finite_differences:
         check_finite_differences(cfg, weights, batch, fd_names(cfg))
 
@@ -491,9 +598,16 @@ def parse_args(argv):
     for field in FLAG_ORDER:
         value = getattr(defaults, field)
         p.add_argument("--" + field, type=type(value), default=value)
+    p.add_argument("--discrete_vae_type", choices=("dall-e", "pixel"), default="dall-e",
+                   help="target: DALL-E tokens (labels, cross-entropy) or the masked "
+                        "patches' pixels (MSE; decoder_num_classes becomes 3*P*P)")
+    p.add_argument("--norm_pix_loss", action="store_true",
+                   help="pixel target: normalize each target patch (biased variance, eps 1e-6)")
     args = p.parse_args(argv)
     if not args.all and not (args.name and args.out):
         p.error("--name and --out are required unless --all")
+    if args.norm_pix_loss and args.discrete_vae_type != "pixel":
+        p.error("--norm_pix_loss needs --discrete_vae_type pixel")
     return args
 
 
@@ -506,9 +620,12 @@ def main(argv=None):
             for name, (seed, over) in COMMITTED.items():
                 cfg = CAEConfig(**over)
                 weights, batch, expected = write_fixture(out, name, cfg, seed)
-                self_check(name, cfg, weights, batch, expected, finite_differences=name in ("tiny", "proj"))
+                self_check(name, cfg, weights, batch, expected,
+                           finite_differences=name in FD_FIXTURES)
         else:
-            cfg = CAEConfig(**{f: getattr(args, f) for f in FLAG_ORDER})
+            cfg = CAEConfig(discrete_vae_type=args.discrete_vae_type,
+                            norm_pix_loss=args.norm_pix_loss,
+                            **{f: getattr(args, f) for f in FLAG_ORDER})
             weights, batch, expected = write_fixture(args.out, args.name, cfg, args.seed)
             self_check(args.name, cfg, weights, batch, expected,
                        finite_differences=cfg.num_patches * cfg.embed_dim <= 4096)
