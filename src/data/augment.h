@@ -39,6 +39,10 @@ typedef struct {
     int imagenet_mean_std;     /* 1: ImageNet mean/std; 0: 0.5/0.5 */
 } cae_augment_cfg;
 
+/* Checks the configuration (one line naming the flag on error); cae_augment
+ * checks it too, but a program should call this once at start-up. */
+int cae_augment_check(const cae_augment_cfg *cfg);
+
 typedef struct cae_augment_scratch cae_augment_scratch; /* per thread */
 cae_augment_scratch *cae_augment_scratch_new(void);
 void cae_augment_scratch_free(cae_augment_scratch *s);
