@@ -7,11 +7,14 @@
 void cae_errorf(const char *fmt, ...)
 {
     va_list ap;
+    /* one line even when loader threads report at the same moment */
+    flockfile(stderr);
     fputs("cae-cl: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 void cae_cl_error(const char *call, cl_int err, const char *file, int line)

@@ -28,5 +28,8 @@ const char *cae_dataset_describe(const cae_dataset *ds);
 int cae_dataset_get(const cae_dataset *ds, size_t i, cae_decoder *dec, cae_image *out);
 /* The class label of sample i (for the evaluation programs). */
 int cae_dataset_label(const cae_dataset *ds, size_t i);
+/* The file of sample i of an ImageFolder (NULL for Fashion-MNIST or i out
+ * of range): for messages and tests. */
+const char *cae_dataset_path(const cae_dataset *ds, size_t i);
 
 #endif
