@@ -119,36 +119,78 @@ static int add_regressor_block(cae_param_table *t, const char *prefix, int64_t d
     return 0;
 }
 
-static int layout(cae_param_table *t, size_t max_chunk_bytes)
+static size_t align_up(size_t n)
 {
-    size_t limit = max_chunk_bytes / 4, used = 0;
+    return (n + ALIGN_ELEMS - 1) / ALIGN_ELEMS * ALIGN_ELEMS;
+}
+
+/* The buffer being filled: its tensors are t->p[first..] in table order;
+ * decayed ones sit from offset 0, the others after them from nd_base (known
+ * only when the buffer closes), at offsets relative to it in the mean time. */
+typedef struct {
+    size_t first;  /* its first tensor */
+    size_t dec;    /* end of the decayed group (unaligned) */
+    size_t nd;     /* end of the undecayed group, relative to its start */
+} layout_chunk;
+
+/* the buffer's extent with both groups laid out */
+static size_t chunk_extent(size_t dec, size_t nd)
+{
+    return nd == 0 ? dec : align_up(dec) + nd;
+}
+
+/* a group's end after appending p to it, when p belongs to it (decay flag) */
+static size_t grow(size_t end, const cae_param *p, int decayed)
+{
+    return (p->decay != 0) == decayed ? align_up(end) + p->numel : end;
+}
+
+static void close_chunk(cae_param_table *t, const layout_chunk *c, size_t end)
+{
+    size_t nd_base = align_up(c->dec);
+    int k = t->n_chunks - 1;
+    for (size_t i = c->first; i < end; i++)
+        if (!t->p[i].decay)
+            t->p[i].off += nd_base;
+    t->chunk_elems[k] = chunk_extent(c->dec, c->nd);
+    t->chunk_decay_elems[k] = c->dec;
+}
+
+int cae_params_layout(cae_param_table *t, size_t max_chunk_bytes)
+{
+    size_t limit = max_chunk_bytes / 4;
+    layout_chunk c = {0, 0, 0};
     t->n_chunks = 1;
     t->total = 0;
     free(t->chunk_elems);
+    free(t->chunk_decay_elems);
     t->chunk_elems = calloc(t->n + 1, sizeof *t->chunk_elems);
-    if (!t->chunk_elems) {
+    t->chunk_decay_elems = calloc(t->n + 1, sizeof *t->chunk_decay_elems);
+    if (!t->chunk_elems || !t->chunk_decay_elems) {
         cae_errorf("out of host memory");
         return -1;
     }
     for (size_t i = 0; i < t->n; i++) {
         cae_param *p = &t->p[i];
-        size_t start = (used + ALIGN_ELEMS - 1) / ALIGN_ELEMS * ALIGN_ELEMS;
         if (p->numel > limit) {
             cae_errorf("tensor %s (%zu bytes) exceeds the device's largest allocation (%zu bytes)",
                        p->name, p->numel * 4, max_chunk_bytes);
             return -1;
         }
-        if (start + p->numel > limit) { /* next buffer */
-            t->chunk_elems[t->n_chunks - 1] = used;
+        if (i > c.first && chunk_extent(grow(c.dec, p, 1), grow(c.nd, p, 0)) > limit) {
+            close_chunk(t, &c, i); /* next buffer */
             t->n_chunks++;
-            start = 0;
+            c.first = i;
+            c.dec = c.nd = 0;
         }
+        c.dec = grow(c.dec, p, 1);
+        c.nd = grow(c.nd, p, 0);
         p->chunk = t->n_chunks - 1;
-        p->off = start;
-        used = start + p->numel;
+        /* an undecayed tensor's offset is relative until the buffer closes */
+        p->off = (p->decay ? c.dec : c.nd) - p->numel;
         t->total += p->numel;
     }
-    t->chunk_elems[t->n_chunks - 1] = used;
+    close_chunk(t, &c, t->n);
     return 0;
 }
 
@@ -189,7 +231,7 @@ int cae_params_build(cae_param_table *t, const cae_config *c, size_t max_chunk_b
     }
     CAE_TRY(add_norm(t, "decoder.norm", Dd));
     CAE_TRY(add_linear(t, "decoder.head", c->decoder_num_classes, Dd, 1));
-    if (layout(t, max_chunk_bytes) != 0) {
+    if (cae_params_layout(t, max_chunk_bytes) != 0) {
         cae_params_free(t);
         return -1;
     }
@@ -200,6 +242,7 @@ void cae_params_free(cae_param_table *t)
 {
     free(t->p);
     free(t->chunk_elems);
+    free(t->chunk_decay_elems);
     memset(t, 0, sizeof *t);
 }
 
@@ -290,6 +333,15 @@ int cae_arena_write_image(cae_ctx *ctx, const cae_param_table *t, const cae_aren
 {
     for (int i = 0; i < a->n; i++)
         CAE_TRY(cae_write(ctx, (cae_buf){a->mem[i], 0}, image[i], t->chunk_elems[i] * 4));
+    return 0;
+}
+
+int cae_arena_read_image(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a,
+                         float *const *image)
+{
+    for (int i = 0; i < a->n; i++)
+        if (t->chunk_elems[i] > 0)
+            CAE_TRY(cae_read(ctx, image[i], (cae_buf){a->mem[i], 0}, t->chunk_elems[i] * 4));
     return 0;
 }
 

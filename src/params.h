@@ -6,6 +6,13 @@
  * optimizer moments) each live in one arena with this same layout. An arena
  * bigger than CL_DEVICE_MAX_MEM_ALLOC_SIZE is split into several buffers; a
  * tensor never straddles two.
+ *
+ * Layout: tensors go to buffers in table order, each starting on a
+ * 16-element boundary. Within a buffer every tensor with decay set comes
+ * before every tensor without (each group in table order), so AdamW is one
+ * kernel per buffer: elements [0, chunk_decay_elems) decay, the rest do not.
+ * The gaps between tensors are never written by the model; zeroing an arena
+ * (cae_arena_zero) zeroes them too.
  */
 #ifndef CAE_PARAMS_H
 #define CAE_PARAMS_H
@@ -44,6 +51,7 @@ typedef struct {
     size_t total;        /* elements over all tensors */
     int n_chunks;
     size_t *chunk_elems; /* elements per arena buffer */
+    size_t *chunk_decay_elems; /* per buffer: its leading elements that decay */
 } cae_param_table;
 
 typedef struct {
@@ -54,6 +62,11 @@ typedef struct {
 /* Build the table for a model (its layout needs the device's allocation
  * limit: max_chunk_bytes). */
 int cae_params_build(cae_param_table *t, const cae_config *c, size_t max_chunk_bytes);
+/* (Re)compute chunk, off, total, n_chunks, chunk_elems and
+ * chunk_decay_elems from the entries' numel and decay, for buffers of at
+ * most max_chunk_bytes; cae_params_build calls it, tests use it on tables
+ * made by hand (p from malloc, freed by cae_params_free). */
+int cae_params_layout(cae_param_table *t, size_t max_chunk_bytes);
 void cae_params_free(cae_param_table *t);
 const cae_param *cae_params_find(const cae_param_table *t, const char *name);
 /* The view of a tensor in an arena laid out by t; an unknown name is a bug
@@ -70,6 +83,9 @@ float **cae_arena_image_new(const cae_param_table *t);
 void cae_arena_image_free(const cae_param_table *t, float **image);
 int cae_arena_write_image(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a,
                           float *const *image);
+/* The reverse: read every buffer of an arena whole into an image (blocking). */
+int cae_arena_read_image(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a,
+                         float *const *image);
 
 /* The largest buffer the arenas may use: CL_DEVICE_MAX_MEM_ALLOC_SIZE, or
  * less through CAE_CL_MAX_CHUNK_BYTES (to test splitting on any device). */
