@@ -17,22 +17,38 @@
 #include "runtime.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef struct cae_dalle cae_dalle;
 
 /* Load and check the weights (n_hid and vocabulary are read from their
  * shapes), plan memory for batch images of image_size (a multiple of 8).
  * A missing file or a tensor of the wrong shape is refused with one line
- * naming it. */
+ * naming it (so is a tensor that is not part of the encoder).
+ * CAE_DALLE_COL_FLOATS caps the im2col matrix (default 64 Mi floats); the
+ * convolutions then run on chunks of images (at least one image at a time).
+ * CAE_DALLE_KERNELS=cpu|gpu picks the kernels' work shapes (default: by the
+ * device's type); both compute the same values. */
 int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch, int image_size);
 void cae_dalle_free(cae_dalle *d);
 int cae_dalle_vocab(const cae_dalle *d);
 int cae_dalle_grid(const cae_dalle *d); /* image_size / 8 */
 
 /* view: [B,3,S2,S2] already mapped to [0.1, 0.9]; mask_idx: int [B,M], the
- * masked patch indices in raster order; labels: int [B*M] out. */
+ * masked patch indices in raster order; labels: int [B*M] out (-1 where an
+ * index lies outside [0, G*G)). B and S2 are the load's batch and
+ * image_size; a buffer too small for them (after its offset) is refused. */
 int cae_dalle_labels(cae_dalle *d, cae_buf labels, cae_buf view, cae_buf mask_idx, size_t M);
 /* The full logits [B, vocab, G, G] of the last call (for conformance tests). */
 cae_buf cae_dalle_logits(const cae_dalle *d);
+
+/* Per-stage wall-clock timing, for benchmarks (an extension of the lead's
+ * interface). When on, cae_dalle_labels waits for the queue after each
+ * stage and adds its time to a table (im2col, GEMM and other kernels per
+ * section: input, group_1..4, output) that cae_dalle_print_timing prints
+ * per call. Off by default: normal calls never wait. Turning it on or off
+ * clears the table. */
+void cae_dalle_set_timing(cae_dalle *d, int on);
+void cae_dalle_print_timing(const cae_dalle *d, FILE *out);
 
 #endif

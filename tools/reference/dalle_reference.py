@@ -21,7 +21,9 @@ A fixture folder holds weights.safetensors (every parameter, F32) and
 data.safetensors: view F32 [B,3,S,S] in [0.1, 0.9] (already mapped with
 0.8x + 0.1), mask_idx I32 [B,M] (masked grid cells in raster order), logits
 F32 [B,V,G,G] and labels I32 [B*M] (argmax over V at each masked cell). The
-forward runs in float64 on the F32 weights and inputs. Random weights: w ~
+small fixture adds data8.safetensors (8x8, batch 3, one masked cell) on the
+same weights. The forward runs in float64 on the F32 weights and inputs.
+Output is deterministic (fixed seeds). Random weights: w ~
 N(0, 1/fan_in), biases U(-0.1, 0.1), each block's conv_4 weight times
 --res_scale (default 8) so the residual paths, scaled by 1/64, still move the
 logits well beyond the test tolerance.
@@ -37,7 +39,6 @@ import os
 import sys
 from collections import OrderedDict
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -53,6 +54,9 @@ N_LAYERS = GROUP_COUNT * BLOCKS_PER_GROUP
 MAX_FILE_BYTES = 1 << 20
 
 SMALL = dict(n_hid=8, vocab=40, image_size=24, batch=2, masked=5, seed=7, res_scale=8.0)
+# further data sets on the small fixture's weights: (file, image_size, batch, masked);
+# 8x8 makes group 4 run on 1x1 planes (padding wider than the image)
+SMALL_EXTRA = [("data8.safetensors", 8, 3, 1)]
 REAL = dict(n_hid=256, vocab=8192, image_size=112, batch=2, masked=98, seed=8, res_scale=8.0)
 
 
@@ -146,26 +150,19 @@ def rel_l2(a, b):
     return float(torch.linalg.norm((a - b).flatten()) / max(torch.linalg.norm(b.flatten()), 1e-300))
 
 
-def make(cfg, out_dir):
-    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    enc = Encoder(cfg["n_hid"], cfg["vocab"])
-    randomize(enc, cfg["res_scale"], gen)
-    B, S, M = cfg["batch"], cfg["image_size"], cfg["masked"]
+def make_data(enc, sd, gen, vocab, B, S, M):
+    """A view, masked cells and the expected logits and labels; self-checks."""
     G = S // 8
     if S % 8 != 0 or not 0 < M <= G * G:
         sys.exit("dalle_reference: image_size must be a multiple of 8 and 0 < masked <= grid^2")
     view = (0.8 * torch.rand((B, 3, S, S), generator=gen, dtype=torch.float64) + 0.1).float()
     mask_idx = torch.stack([torch.sort(torch.randperm(G * G, generator=gen)[:M]).values
                             for _ in range(B)]).to(torch.int32)
-
     with torch.no_grad():
         logits = enc.double()(view.double())
-        enc.float()
-        logits32 = enc(view)
-        sd = {k: v.float() for k, v in enc.state_dict().items()}
+        logits32 = enc.float()(view)
         plain = plain_forward(sd, view.double())
-    cells = logits.reshape(B, cfg["vocab"], G * G)
+    cells = logits.reshape(B, vocab, G * G)
     picked = torch.stack([cells[b][:, mask_idx[b].long()] for b in range(B)])  # [B, V, M]
     labels = picked.argmax(dim=1).reshape(-1).to(torch.int32)
     top2 = picked.topk(2, dim=1).values
@@ -178,19 +175,35 @@ def make(cfg, out_dir):
     err32 = rel_l2(logits32.double(), logits)
     if err32 > 1e-4:
         failures.append("float32 forward differs: relative L2 %.3g" % err32)
+    data = {"view": view.numpy(), "mask_idx": mask_idx.numpy(),
+            "logits": logits.float().numpy(), "labels": labels.numpy()}
+    note = ("image %d batch %d masked %d: fp32 rel L2 %.2g, smallest label margin %.3g "
+            "(%d of %d above 1e-3)" % (S, B, M, err32, float(margin.min()),
+                                       int((margin > 1e-3).sum()), margin.numel()))
+    return data, failures, note
 
+
+def make(cfg, out_dir, extra=()):
+    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    enc = Encoder(cfg["n_hid"], cfg["vocab"])
+    randomize(enc, cfg["res_scale"], gen)
+    enc.float()
+    sd = {k: v.detach().float().clone() for k, v in enc.state_dict().items()}
     os.makedirs(out_dir, exist_ok=True)
     meta = {k: str(v) for k, v in cfg.items()}
     meta["format"] = "cae-cl dalle fixture 1"
-    weights = {k: v.numpy().astype(np.float32) for k, v in sd.items()}
+    weights = {k: v.numpy() for k, v in sd.items()}
     safetensors_io.save(os.path.join(out_dir, "weights.safetensors"), weights, meta)
-    data = {"view": view.numpy(), "mask_idx": mask_idx.numpy(),
-            "logits": logits.float().numpy(), "labels": labels.numpy()}
-    safetensors_io.save(os.path.join(out_dir, "data.safetensors"), data, meta)
-    print("%s: n_hid %d vocab %d image %d batch %d masked %d; %d tensors, fp32 rel L2 %.2g, "
-          "smallest label margin %.3g (%d of %d above 1e-3)" % (
-              out_dir, cfg["n_hid"], cfg["vocab"], S, B, M, len(weights), err32,
-              float(margin.min()), int((margin > 1e-3).sum()), margin.numel()))
+    print("%s: n_hid %d vocab %d, %d tensors" % (out_dir, cfg["n_hid"], cfg["vocab"], len(weights)))
+    failures = []
+    sets = [("data.safetensors", cfg["image_size"], cfg["batch"], cfg["masked"])] + list(extra)
+    for name, S, B, M in sets:
+        data, fails, note = make_data(enc, sd, gen, cfg["vocab"], B, S, M)
+        m = dict(meta, image_size=str(S), batch=str(B), masked=str(M))
+        safetensors_io.save(os.path.join(out_dir, name), data, m)
+        print("  %s: %s" % (name, note))
+        failures += ["%s: %s" % (name, f) for f in fails]
     for f in failures:
         print("SELF-CHECK FAILED: " + f, file=sys.stderr)
     return 1 if failures else 0
@@ -215,9 +228,9 @@ def main():
         out = a.out
     else:
         ap.error("--out is required (or --small)")
-    rc = make(cfg, out)
+    rc = make(cfg, out, SMALL_EXTRA if a.small else ())
     if a.small:
-        for name in ("weights.safetensors", "data.safetensors"):
+        for name in ["weights.safetensors", "data.safetensors"] + [e[0] for e in SMALL_EXTRA]:
             size = os.path.getsize(os.path.join(out, name))
             if size > MAX_FILE_BYTES:
                 print("%s is %d bytes, over the fixture limit" % (name, size), file=sys.stderr)
