@@ -1,0 +1,42 @@
+/* train_log.h: what a training run writes about itself.
+ *
+ * <output_dir>/metrics.jsonl: one JSON object per step.
+ * <output_dir>/log.txt: one JSON object per epoch in the official format
+ * (train_* averages, epoch, n_parameters).
+ * stderr: one self-updating progress line on a terminal, plain periodic
+ * lines otherwise. */
+#ifndef CAE_TRAIN_LOG_H
+#define CAE_TRAIN_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    uint64_t step, epoch;
+    double loss, loss_main, loss_align, mlm_acc;
+    double lr, min_lr, weight_decay, grad_norm;
+    double images_per_s, data_wait_ms, step_ms;
+    size_t skipped;
+} cae_step_metrics;
+
+typedef struct {
+    FILE *metrics, *log;
+    int tty, pixel_target;
+    double last_print_ms;
+    /* epoch averages */
+    double sum_loss, sum_main, sum_align, sum_acc, sum_lr, sum_wd, sum_norm, sum_wait, sum_step;
+    size_t n, skipped, images;
+} cae_train_log;
+
+/* Opens (appending: a resumed run continues the files) both files. */
+int cae_train_log_open(cae_train_log *l, const char *output_dir, int pixel_target);
+void cae_train_log_close(cae_train_log *l);
+int cae_train_log_step(cae_train_log *l, const cae_step_metrics *m, uint64_t steps_per_epoch,
+                       uint64_t epochs, double eta_s);
+/* Writes the epoch's log.txt line and resets the averages. */
+int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters);
+
+double cae_now_ms(void);
+
+#endif

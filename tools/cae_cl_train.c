@@ -1,0 +1,431 @@
+/* cae-cl-train: CAE pretraining on one device, the C counterpart of the
+ * official tools/run_pretraining.py (same flags).
+ *
+ * Without --data_path it trains a small model on Fashion-MNIST (the Debian
+ * package dataset-fashion-mnist) and writes ./output: the README's main
+ * command. Per step: load a batch (worker threads prepare it ahead), label
+ * the masked patches (DALL-E tokenizer, or the pixel target), forward and
+ * backward, stop on a non-finite loss, AdamW with clipping, log. Per epoch:
+ * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint.
+ * SIGINT/SIGTERM finish the current step, write a checkpoint and exit.
+ */
+#include "args.h"
+#include "checkpoint.h"
+#include "data/loader.h"
+#include "errors.h"
+#include "model.h"
+#include "optim.h"
+#include "schedule.h"
+#include "tokenizer/dalle.h"
+#include "train_log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+typedef struct {
+    cae_args a;
+    char cmdline[8192];
+    cae_ctx ctx;
+    cae_dataset *ds;
+    cae_loader *loader;
+    cae_model model;
+    cae_adamw *opt;
+    cae_dalle *dalle;
+    cae_buf tok_view, grad_norm;
+    cae_train_log log;
+    cae_schedule lr_sched, wd_sched;
+    size_t steps_per_epoch;
+    uint64_t epoch, step; /* next epoch to run, global steps done */
+    int have_ctx, have_model, have_log;
+} trainer;
+
+static int make_output_dir(const char *dir)
+{
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp) {
+        cae_errorf("--output_dir '%s': invalid", dir);
+        return -1;
+    }
+    strcpy(tmp, dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            cae_errorf("--output_dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void record_cmdline(trainer *t, int argc, char **argv)
+{
+    size_t used = 0;
+    t->cmdline[0] = '\0';
+    for (int i = 0; i < argc && used + 2 < sizeof t->cmdline; i++) {
+        int n = snprintf(t->cmdline + used, sizeof t->cmdline - used, "%s%s", i ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= sizeof t->cmdline - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Decide the target: the DALL-E tokenizer when its weights are given,
+ * else the pixel target (said in the log). */
+static int choose_target(trainer *t)
+{
+    cae_args *a = &t->a;
+    const char *type = a->discrete_vae_type;
+    if (!type)
+        type = a->discrete_vae_weight_path ? "dall-e" : "pixel";
+    if (strcmp(type, "pixel") == 0) {
+        a->model.pixel_target = 1;
+        a->model.norm_pix_loss = a->norm_pix_loss;
+        a->second_input_size = 0;
+        printf("target: pixels of the masked patches%s (no tokenizer)\n",
+               a->norm_pix_loss ? ", each normalized" : "");
+        return 0;
+    }
+    if (strcmp(type, "dall-e") != 0) {
+        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", type);
+        return -1;
+    }
+    if (!a->discrete_vae_weight_path) {
+        cae_errorf("--discrete_vae_type dall-e needs --discrete_vae_weight_path (tools/convert-dall-e "
+                   "makes it from the official encoder.pkl)");
+        return -1;
+    }
+    if (a->second_input_size != 8 * (a->model.input_size / a->model.patch_size)) {
+        cae_errorf("--second_input_size %d: the DALL-E tokenizer needs 8 x the patch grid (%d)",
+                   a->second_input_size, 8 * (a->model.input_size / a->model.patch_size));
+        return -1;
+    }
+    printf("target: DALL-E tokenizer %s\n", a->discrete_vae_weight_path);
+    return 0;
+}
+
+static int open_data(trainer *t)
+{
+    cae_args *a = &t->a;
+    cae_loader_cfg lc;
+    memset(&lc, 0, sizeof lc);
+    CAE_TRY(cae_dataset_open(&t->ds, a->data_path));
+    printf("data: %s\n", cae_dataset_describe(t->ds));
+    lc.ds = t->ds;
+    lc.aug.input_size = a->model.input_size;
+    lc.aug.second_input_size = a->second_input_size;
+    lc.aug.crop_min = a->crop_min_size;
+    lc.aug.crop_max = a->crop_max_size;
+    CAE_TRY(cae_filter_parse(a->train_interpolation, &lc.aug.interp));
+    CAE_TRY(cae_filter_parse(a->second_interpolation, &lc.aug.second_interp));
+    lc.aug.color_jitter = a->color_jitter;
+    lc.aug.imagenet_mean_std = a->imagenet_default_mean_and_std;
+    lc.mask.grid = a->model.input_size / a->model.patch_size;
+    lc.mask.num_masking = a->model.num_mask_patches;
+    if (strcmp(a->mask_generator, "block") == 0)
+        lc.mask.block = 1;
+    else if (strcmp(a->mask_generator, "random") != 0) {
+        cae_errorf("--mask_generator %s: expected block or random", a->mask_generator);
+        return -1;
+    }
+    lc.mask.min_per_block = a->min_mask_patches_per_block;
+    lc.mask.max_per_block = a->max_mask_patches_per_block;
+    CAE_TRY(cae_mask_check(&lc.mask));
+    lc.batch_size = (size_t)a->batch_size;
+    lc.num_workers = a->num_workers;
+    lc.seed = (uint64_t)a->seed;
+    lc.rank = 0;
+    lc.world_size = 1;
+    lc.ring = a->num_workers > 0 ? 2 * a->num_workers : 1;
+    CAE_TRY(cae_loader_new(&t->loader, &lc));
+    t->steps_per_epoch = cae_loader_steps_per_epoch(t->loader);
+    if (t->steps_per_epoch == 0) {
+        cae_errorf("--batch_size %d: larger than the data set (%zu images)", a->batch_size,
+                   cae_dataset_len(t->ds));
+        return -1;
+    }
+    return 0;
+}
+
+static void schedules(trainer *t)
+{
+    cae_args *a = &t->a;
+    t->lr_sched.base = a->lr;
+    t->lr_sched.final = a->min_lr;
+    t->lr_sched.epochs = (size_t)a->epochs;
+    t->lr_sched.niter_per_ep = t->steps_per_epoch;
+    t->lr_sched.warmup_epochs = (size_t)a->warmup_epochs;
+    t->lr_sched.warmup_steps = a->warmup_steps;
+    t->lr_sched.start_warmup = a->warmup_lr;
+    t->wd_sched.base = a->weight_decay;
+    t->wd_sched.final = a->weight_decay_end > 0 ? a->weight_decay_end : a->weight_decay;
+    t->wd_sched.epochs = (size_t)a->epochs;
+    t->wd_sched.niter_per_ep = t->steps_per_epoch;
+    t->wd_sched.warmup_steps = -1;
+}
+
+static int checkpoint_path(const trainer *t, uint64_t epoch, char *path, size_t size)
+{
+    if (snprintf(path, size, "%s/checkpoint-%llu.safetensors", t->a.output_dir,
+                 (unsigned long long)epoch) >= (int)size) {
+        cae_errorf("--output_dir %s: path too long", t->a.output_dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* checkpoint-<epoch>: the state at the end of (or within) that epoch */
+static int save(trainer *t, uint64_t epoch)
+{
+    char path[4200];
+    cae_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.epoch = t->step / t->steps_per_epoch;
+    meta.step = t->step;
+    meta.seed = (uint64_t)t->a.seed;
+    meta.adam_steps = cae_adamw_steps(t->opt);
+    snprintf(meta.args, sizeof meta.args, "%s", t->cmdline);
+    CAE_TRY(checkpoint_path(t, epoch, path, sizeof path));
+    CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
+                                cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
+    printf("saved %s (step %llu)\n", path, (unsigned long long)t->step);
+    return 0;
+}
+
+static int resume(trainer *t)
+{
+    char found[4200];
+    const char *path = t->a.resume;
+    cae_ckpt_meta meta;
+    if (!path && t->a.auto_resume) {
+        int r = cae_checkpoint_latest(t->a.output_dir, &t->model.table, found, sizeof found);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            path = found;
+    }
+    if (!path)
+        return 0;
+    CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params,
+                                cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
+    cae_adamw_set_steps(t->opt, meta.adam_steps);
+    t->step = meta.step;
+    t->epoch = meta.step / t->steps_per_epoch;
+    printf("resumed from %s: step %llu (epoch %llu)\n", path, (unsigned long long)t->step,
+           (unsigned long long)t->epoch + 1);
+    return 0;
+}
+
+static int setup(trainer *t)
+{
+    cae_args *a = &t->a;
+    cae_ctx_options opt = {a->gemm, 0};
+    char desc[512];
+
+    CAE_TRY(choose_target(t));
+    CAE_TRY(cae_config_finish(&a->model));
+    CAE_TRY(make_output_dir(a->output_dir));
+    CAE_TRY(open_data(t));
+    CAE_TRY(cae_ctx_init(&t->ctx, &opt));
+    t->have_ctx = 1;
+    cae_config_describe(&a->model, desc, sizeof desc);
+    printf("device: %s (%s), GEMM: %s\nmodel: %s\n", t->ctx.device_name, t->ctx.platform_name,
+           t->ctx.gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc);
+    CAE_TRY(cae_model_init(&t->model, &t->ctx, &a->model, (size_t)a->batch_size));
+    t->have_model = 1;
+    CAE_TRY(cae_model_init_weights(&t->model, (uint64_t)a->seed));
+    CAE_TRY(cae_adamw_new(&t->opt, &t->ctx, &t->model.table, &t->model.params, &t->model.grads));
+    CAE_TRY(cae_alloc(&t->ctx, 4, &t->grad_norm.mem));
+    if (!a->model.pixel_target) {
+        size_t S2 = (size_t)a->second_input_size;
+        CAE_TRY(cae_dalle_load(&t->dalle, &t->ctx, a->discrete_vae_weight_path, (size_t)a->batch_size,
+                               a->second_input_size));
+        if (cae_dalle_vocab(t->dalle) != a->model.decoder_num_classes) {
+            cae_errorf("%s: vocabulary %d, but --decoder_num_classes is %d", a->discrete_vae_weight_path,
+                       cae_dalle_vocab(t->dalle), a->model.decoder_num_classes);
+            return -1;
+        }
+        CAE_TRY(cae_alloc(&t->ctx, (size_t)a->batch_size * 3 * S2 * S2 * 4, &t->tok_view.mem));
+    }
+    printf("parameters: %zu; batch %d; %zu steps per epoch; %d epochs; output %s\n",
+           t->model.table.total, a->batch_size, t->steps_per_epoch, a->epochs, a->output_dir);
+    schedules(t);
+    CAE_TRY(resume(t));
+    CAE_TRY(cae_train_log_open(&t->log, a->output_dir, a->model.pixel_target));
+    t->have_log = 1;
+    return 0;
+}
+
+/* One step on a loaded batch; *stop set on a non-finite loss. */
+static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm)
+{
+    cae_args *a = &t->a;
+    cae_losses l;
+    cae_adamw_hparams h;
+    float norm;
+    double lr = cae_schedule_at(&t->lr_sched, t->step);
+    double wd = cae_schedule_at(&t->wd_sched, t->step);
+
+    CAE_TRY(cae_model_set_inputs(&t->model, b->samples, b->mask));
+    if (t->dalle) {
+        size_t S2 = (size_t)a->second_input_size;
+        CAE_TRY(cae_write(&t->ctx, t->tok_view, b->tok_view, b->batch * 3 * S2 * S2 * 4));
+        CAE_TRY(cae_dalle_labels(t->dalle, cae_model_labels(&t->model), t->tok_view,
+                                 cae_model_masked_idx(&t->model), (size_t)a->model.num_mask_patches));
+    }
+    CAE_TRY(cae_model_set_drop_path(&t->model, (uint64_t)a->seed, t->step));
+    CAE_TRY(cae_model_step(&t->model, &l));
+    if (!isfinite(l.loss)) {
+        cae_errorf("non-finite loss at step %llu (epoch %llu): loss %g, loss_main %g, loss_align %g; "
+                   "stopping before the update, the last checkpoint is intact",
+                   (unsigned long long)t->step, (unsigned long long)t->epoch + 1, l.loss, l.loss_main,
+                   l.loss_align);
+        return -1;
+    }
+    h.lr = lr;
+    h.weight_decay = wd;
+    h.beta1 = 0.9;
+    h.beta2 = 0.999;
+    h.eps = a->opt_eps;
+    h.clip_grad = a->clip_grad;
+    CAE_TRY(cae_adamw_step(t->opt, &h, t->grad_norm));
+    CAE_TRY(cae_read(&t->ctx, &norm, t->grad_norm, sizeof norm));
+    sm->loss = l.loss;
+    sm->loss_main = l.loss_main;
+    sm->loss_align = l.loss_align;
+    sm->mlm_acc = l.mlm_acc;
+    sm->lr = sm->min_lr = lr;
+    sm->weight_decay = wd;
+    sm->grad_norm = norm;
+    return 0;
+}
+
+static int run_epoch(trainer *t, int *stopped)
+{
+    uint64_t first = t->step % t->steps_per_epoch;
+    double t_prev = cae_now_ms(), t_start = t_prev;
+    uint64_t done_here = 0, total = (uint64_t)t->a.epochs * t->steps_per_epoch;
+    CAE_TRY(cae_loader_start(t->loader, t->epoch, first));
+    for (;;) {
+        cae_batch *b;
+        cae_step_metrics sm;
+        double now, eta;
+        int r = cae_loader_next(t->loader, &b);
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            break;
+        memset(&sm, 0, sizeof sm);
+        sm.step = t->step;
+        sm.epoch = t->epoch;
+        sm.data_wait_ms = b->wait_ms;
+        sm.skipped = b->skipped;
+        if (train_step(t, b, &sm) != 0) {
+            cae_loader_release(t->loader, b);
+            return -1;
+        }
+        cae_loader_release(t->loader, b);
+        t->step++;
+        done_here++;
+        now = cae_now_ms();
+        sm.step_ms = now - t_prev;
+        sm.images_per_s = (double)t->a.batch_size * 1000.0 / (sm.step_ms > 0 ? sm.step_ms : 1e-9);
+        t_prev = now;
+        eta = (now - t_start) / 1000.0 / (double)done_here * (double)(total - t->step);
+        CAE_TRY(cae_train_log_step(&t->log, &sm, t->steps_per_epoch, (uint64_t)t->a.epochs, eta));
+        if (stop_signal || (t->a.stop_after_steps > 0 && t->step >= (uint64_t)t->a.stop_after_steps)) {
+            *stopped = 1;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int train(trainer *t)
+{
+    for (; t->epoch < (uint64_t)t->a.epochs; t->epoch++) {
+        int stopped = 0;
+        CAE_TRY(run_epoch(t, &stopped));
+        if (stopped) {
+            CAE_TRY(save(t, t->epoch));
+            if (stop_signal)
+                fprintf(stderr, "cae-cl: stopped by signal %d after step %llu; checkpoint written\n",
+                        (int)stop_signal, (unsigned long long)t->step);
+            return stop_signal ? 128 + (int)stop_signal : 0;
+        }
+        CAE_TRY(cae_train_log_epoch(&t->log, t->epoch, t->model.table.total));
+        if ((t->epoch + 1) % (uint64_t)(t->a.save_ckpt_freq > 0 ? t->a.save_ckpt_freq : 1) == 0 ||
+            t->epoch + 1 == (uint64_t)t->a.epochs)
+            CAE_TRY(save(t, t->epoch));
+    }
+    printf("done: %llu steps\n", (unsigned long long)t->step);
+    return 0;
+}
+
+static void teardown(trainer *t)
+{
+    if (t->have_log)
+        cae_train_log_close(&t->log);
+    if (t->loader)
+        cae_loader_free(t->loader);
+    if (t->dalle)
+        cae_dalle_free(t->dalle);
+    if (t->opt)
+        cae_adamw_free(t->opt);
+    cae_release(&t->tok_view.mem);
+    cae_release(&t->grad_norm.mem);
+    if (t->have_model)
+        cae_model_free(&t->model);
+    if (t->have_ctx)
+        cae_ctx_free(&t->ctx);
+    if (t->ds)
+        cae_dataset_free(t->ds);
+}
+
+int main(int argc, char **argv)
+{
+    static trainer t;
+    struct sigaction sa;
+    int rc;
+
+    if (cae_args_parse(&t.a, argc, argv) != 0)
+        return 2;
+    if (t.a.help) {
+        cae_args_usage(stdout, "cae-cl-train",
+                       "CAE pretraining. Without --data_path: a small model on Fashion-MNIST.\n"
+                       "  --stop_after_steps N   checkpoint and stop after N steps");
+        return 0;
+    }
+    if (t.a.list_devices)
+        return cae_list_devices(stdout) == 0 ? 0 : 1;
+    record_cmdline(&t, argc, argv);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    rc = setup(&t) == 0 ? train(&t) : 1;
+    if (rc < 0)
+        rc = 1;
+    teardown(&t);
+    return rc;
+}
