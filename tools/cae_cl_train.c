@@ -15,6 +15,7 @@
 #include "errors.h"
 #include "model.h"
 #include "optim.h"
+#include "safetensors.h"
 #include "schedule.h"
 #include "tokenizer/dalle.h"
 #include "train_log.h"
@@ -202,12 +203,46 @@ static int save(trainer *t, uint64_t epoch)
     meta.step = t->step;
     meta.seed = (uint64_t)t->a.seed;
     meta.adam_steps = cae_adamw_steps(t->opt);
-    snprintf(meta.args, sizeof meta.args, "%s", t->cmdline);
+    /* the command line, then every model size as resolved (defaults
+     * included), so the file alone says what it holds */
+    {
+        const cae_config *c = &t->a.model;
+        int n = snprintf(meta.args, sizeof meta.args,
+                 "%s # resolved: --input_size %d --patch_size %d --embed_dim %d --depth %d "
+                 "--num_heads %d --mlp_ratio %g --decoder_embed_dim %d --regressor_depth %d "
+                 "--decoder_depth %d --decoder_num_heads %d --decoder_num_classes %d "
+                 "--layer_scale_init_value %g --decoder_layer_scale_init_value %g "
+                 "--num_mask_patches %d --discrete_vae_type %s",
+                 t->cmdline, c->input_size, c->patch_size, c->embed_dim, c->depth, c->num_heads,
+                 c->mlp_ratio, c->decoder_embed_dim, c->regressor_depth, c->decoder_depth,
+                 c->decoder_num_heads, c->decoder_num_classes, c->layer_scale_init_value,
+                 c->decoder_layer_scale_init_value, c->num_mask_patches,
+                 c->pixel_target ? "pixel" : "dall-e");
+        if (n < 0 || (size_t)n >= sizeof meta.args)
+            cae_errorf("warning: the argument list is too long for the checkpoint's metadata; "
+                       "it is cut at %zu bytes", sizeof meta.args - 1);
+    }
     CAE_TRY(checkpoint_path(t, epoch, path, sizeof path));
     CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     printf("saved %s (step %llu)\n", path, (unsigned long long)t->step);
     return 0;
+}
+
+/* A file that is not a cae-cl training checkpoint (no format metadata of
+ * ours): weights to start from. Unreadable files are left to the loader,
+ * which reports them. */
+static int is_weights_file(const char *path)
+{
+    cae_st_file f;
+    const char *format;
+    int weights;
+    if (cae_st_read(&f, path) != 0)
+        return 0;
+    format = cae_st_meta(&f, "format");
+    weights = !format || strncmp(format, "cae-cl-checkpoint-", 18) != 0;
+    cae_st_free(&f);
+    return weights;
 }
 
 static int resume(trainer *t)
@@ -224,6 +259,15 @@ static int resume(trainer *t)
     }
     if (!path)
         return 0;
+    if (is_weights_file(path)) {
+        /* an official checkpoint converted by tools/convert-checkpoint, or
+         * weights alone: the model continues, the optimizer starts afresh */
+        CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params, NULL, NULL,
+                                    &meta));
+        printf("initialized from the weights in %s (no optimizer state: AdamW starts afresh at "
+               "step 0)\n", path);
+        return 0;
+    }
     CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     cae_adamw_set_steps(t->opt, meta.adam_steps);
