@@ -106,6 +106,8 @@ static const flag_spec flags[] = {
     {"out", F_STRING, A(out), "cae-cl-step: write outputs here"},
     {"check", F_STRING, A(check), "cae-cl-step: compare with expected outputs"},
     {"steps", F_INT, A(steps), "cae-cl-step: repeat the step N times (timing)"},
+    {"bucket_cap_mb", F_DOUBLE, A(bucket_cap_mb), "mpirun: gradient all-reduce bucket size in MiB (25)"},
+    {"check_sync_freq", F_INT, A(check_sync_freq), "mpirun: steps between rank parameter checks (1000; 0: start only)"},
     {"stop_after_steps", F_LONG, A(stop_after_steps), "cae-cl-train: checkpoint and stop after N steps"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
@@ -142,6 +144,8 @@ static void defaults(cae_args *a)
     a->auto_resume = 1;
     a->save_ckpt_freq = 20;
     a->gemm = CAE_GEMM_AUTO;
+    a->bucket_cap_mb = 25.0;
+    a->check_sync_freq = 1000;
 }
 
 /* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small

@@ -29,6 +29,8 @@ typedef struct {
     int builtin_data; /* no --data_path: Fashion-MNIST with the small default model */
     int model_given;  /* --model appeared */
     long stop_after_steps; /* cae-cl-train: checkpoint and stop after this many global steps */
+    double bucket_cap_mb;  /* all-reduce bucket size */
+    int check_sync_freq;   /* steps between parameter checksum comparisons across ranks */
     /* cae-cl's own */
     cae_gemm_choice gemm;
     const char *weights, *batch, *out, *check;

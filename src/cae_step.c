@@ -29,6 +29,23 @@ static void drops(const cae_model *m, int stack, int i, cae_buf *d1, cae_buf *d2
 
 /* The encoder over the J patches listed in e->idx, cls first; leaves the
  * final LN (and projection) output of all B*(J+1) tokens. */
+/* Tell the all-reduce that the tensors from `first_name` on (table order)
+ * have their final gradients. */
+static int grads_ready(cae_model *m, const char *fmt, int i)
+{
+    char name[CAE_PARAM_NAME_MAX];
+    const cae_param *p;
+    if (!m->grads_ready)
+        return 0;
+    snprintf(name, sizeof name, fmt, i);
+    p = cae_params_find(&m->table, name);
+    if (!p) {
+        cae_errorf("internal error: no parameter %s", name);
+        return -1;
+    }
+    return m->grads_ready(m->grads_ready_user, (size_t)(p - m->table.p));
+}
+
 static int encoder_forward(cae_model *m, cae_encoder_pass *e, int stack)
 {
     cae_ctx *ctx = m->ctx;
@@ -171,16 +188,19 @@ static int encoder_backward(cae_model *m, cae_buf d_latents)
                                        e->proj, m->W.proj_norm.w, e->proj_mean, e->proj_rstd, T, Dd, 0));
         CAE_TRY(cae_linear_backward(ctx, m->s.d1, m->G.proj.w, m->G.proj.b, m->g_proj, e->out,
                                     m->W.proj.w, T, D, Dd, 0));
+        CAE_TRY(grads_ready(m, "encoder_to_regresser.weight", 0));
         d_out = m->s.d1;
     }
     CAE_TRY(cae_layernorm_backward(ctx, m->g_stream_enc, m->G.enc_norm.w, m->G.enc_norm.b, d_out,
                                    e->stream[c->depth], m->W.enc_norm.w, e->out_mean, e->out_rstd, T,
                                    D, 0));
+    CAE_TRY(grads_ready(m, "encoder.norm.weight", 0));
     for (int i = c->depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
         drops(m, 0, i, &d1, &d2);
         CAE_TRY(cae_block_backward(ctx, &m->W.enc[i], &m->G.enc[i], &e->blocks[i], m->g_stream_enc,
                                    e->stream[i], &dims, d1, d2, &m->s));
+        CAE_TRY(grads_ready(m, "encoder.blocks.%d.norm1.weight", i));
     }
     /* cls token: row 0 of every sample */
     CAE_TRY(cae_copy_blocks(ctx, m->s.d1, D, m->g_stream_enc, (V + 1) * D, B, D, 0));
@@ -188,8 +208,9 @@ static int encoder_backward(cae_model *m, cae_buf d_latents)
     /* patch embedding (positions are fixed) */
     CAE_TRY(cae_copy_blocks(ctx, m->s.d2, V * D, cae_buf_at(m->g_stream_enc, D), (V + 1) * D, B,
                             V * D, 0));
-    return cae_linear_backward(ctx, cae_buf_null(), m->G.patch_w, m->G.patch_b, m->s.d2, e->patches,
-                               m->W.patch_w, B * V, 3 * P * P, D, 0);
+    CAE_TRY(cae_linear_backward(ctx, cae_buf_null(), m->G.patch_w, m->G.patch_b, m->s.d2, e->patches,
+                                m->W.patch_w, B * V, 3 * P * P, D, 0));
+    return grads_ready(m, "encoder.cls_token", 0);
 }
 
 static int backward(cae_model *m)
@@ -205,14 +226,17 @@ static int backward(cae_model *m)
     /* decoder */
     CAE_TRY(cae_linear_backward(ctx, m->s.d1, m->G.head.w, m->G.head.b, m->dlogits, m->dec_out,
                                 m->W.head.w, B * M, Dd, K, 0));
+    CAE_TRY(grads_ready(m, "decoder.head.weight", 0));
     CAE_TRY(cae_layernorm_backward(ctx, m->g_stream_dec, m->G.dec_norm.w, m->G.dec_norm.b, m->s.d1,
                                    m->dstream[c->decoder_depth], m->W.dec_norm.w, m->dec_mean,
                                    m->dec_rstd, B * M, Dd, 0));
+    CAE_TRY(grads_ready(m, "decoder.norm.weight", 0));
     for (int i = c->decoder_depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
         drops(m, 2, i, &d1, &d2);
         CAE_TRY(cae_block_backward(ctx, &m->W.dec[i], &m->G.dec[i], &m->dblocks[i], m->g_stream_dec,
                                    m->dstream[i], &dd, d1, d2, &m->s));
+        CAE_TRY(grads_ready(m, "decoder.decoder_blocks.%d.norm1.weight", i));
     }
     /* latent_predict feeds the decoder and the alignment loss */
     CAE_TRY(cae_add(ctx, m->g_latent, m->g_latent, m->g_stream_dec, B * M * Dd));
@@ -220,29 +244,42 @@ static int backward(cae_model *m)
     CAE_TRY(cae_layernorm_backward(ctx, m->g_q, m->G.reg_norm.w, m->G.reg_norm.b, m->g_latent,
                                    m->rstream[c->regressor_depth], m->W.reg_norm.w, m->lp_mean,
                                    m->lp_rstd, B * M, Dd, 0));
+    CAE_TRY(grads_ready(m, "regresser.norm.weight", 0));
     CAE_TRY(cae_fill_zero(ctx, m->g_z, B * V * Dd));
     for (int i = c->regressor_depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
         drops(m, 1, i, &d1, &d2);
         CAE_TRY(cae_rblock_backward(ctx, &m->W.reg[i], &m->G.reg[i], &m->rblocks[i], m->g_q, m->g_z,
                                     m->rstream[i], &rd, d1, d2, m->g_kv, &m->s));
+        CAE_TRY(grads_ready(m, "regresser.regressor_blocks.%d.norm1_q.weight", i));
     }
     CAE_TRY(cae_colsum_add(ctx, m->G.mask_token, m->g_q, B * M, Dd));
+    CAE_TRY(grads_ready(m, "mask_token", 0));
     /* the cls latent is used nowhere after the encoder: its gradient is 0 */
     CAE_TRY(cae_fill_zero(ctx, m->g_zall, B * (V + 1) * Dd));
     CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->g_zall, Dd), (V + 1) * Dd, m->g_z, V * Dd, B, V * Dd, 0));
     return encoder_backward(m, m->g_zall);
 }
 
+int cae_model_step_begin(cae_model *m)
+{
+    CAE_TRY(forward(m));
+    CAE_TRY(loss(m));
+    return backward(m);
+}
+
 int cae_model_step(cae_model *m, cae_losses *out)
+{
+    CAE_TRY(cae_model_step_begin(m));
+    return cae_model_step_end(m, out);
+}
+
+int cae_model_step_end(cae_model *m, cae_losses *out)
 {
     const cae_config *c = &m->cfg;
     double R = (double)m->B * c->num_mask_patches, n = R * c->decoder_embed_dim;
     float sums[3];
 
-    CAE_TRY(forward(m));
-    CAE_TRY(loss(m));
-    CAE_TRY(backward(m));
     /* the only read-back of the step: three scalars */
     CAE_TRY(cae_read(m->ctx, sums, m->sums, sizeof sums));
     out->loss_main = sums[0] / (c->pixel_target ? R * c->decoder_num_classes : R);

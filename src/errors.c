@@ -4,12 +4,21 @@
 
 #include <stdarg.h>
 
+static int error_rank = -1;
+
+void cae_error_set_rank(int rank)
+{
+    error_rank = rank;
+}
+
 void cae_errorf(const char *fmt, ...)
 {
     va_list ap;
     /* one line even when loader threads report at the same moment */
     flockfile(stderr);
     fputs("cae-cl: ", stderr);
+    if (error_rank >= 0)
+        fprintf(stderr, "rank %d: ", error_rank);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

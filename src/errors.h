@@ -15,6 +15,8 @@ const char *cae_clblast_error_name(int status);
 /* printf-style, prefixed with "cae-cl: " and terminated with a newline */
 void cae_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cae_cl_error(const char *call, cl_int err, const char *file, int line);
+/* Put "rank R: " after "cae-cl: " in every message (multi-rank runs). */
+void cae_error_set_rank(int rank);
 
 /* Evaluate an OpenCL call; on failure report it and return -1. */
 #define CL_CHECK(call)                                                    \

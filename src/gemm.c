@@ -35,7 +35,7 @@ typedef struct {
 /* OpenBLAS's thread count for big products; small ones run on one thread,
  * where waking the pool costs more than it saves (measured: the Fashion-MNIST
  * default step is 20% faster). */
-static int host_threads = 1;
+static int host_threads = 1, host_threads_limit = 0;
 #define HOST_GEMM_THREADED_MACS ((size_t)1 << 22)
 
 static void host_gemm_run(void *p)
@@ -214,11 +214,19 @@ int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
         return -1;
     }
     ctx->gemm = choice;
-    if (choice == CAE_GEMM_HOST && host_threads == 1)
+    if (choice == CAE_GEMM_HOST) {
         host_threads = openblas_get_num_threads();
+        if (host_threads_limit > 0 && host_threads > host_threads_limit)
+            host_threads = host_threads_limit;
+    }
     if (choice == CAE_GEMM_CLBLAST && ctx->is_cpu)
         tune_clblast_for_cpu(ctx);
     return 0;
+}
+
+void cae_gemm_limit_host_threads(int n)
+{
+    host_threads_limit = n;
 }
 
 void cae_gemm_free(cae_ctx *ctx)

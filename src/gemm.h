@@ -28,5 +28,7 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m,
 /* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end. */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
 void cae_gemm_free(cae_ctx *ctx);
+/* At most n BLAS threads for the host back end (ranks sharing a CPU). */
+void cae_gemm_limit_host_threads(int n);
 
 #endif

@@ -116,7 +116,21 @@ typedef struct cae_model {
     int n_act_mem;
     size_t act_bytes;
     int use_drop_path;
+    /* backward progress for the gradient all-reduce (see cae_model_on_grads) */
+    int (*grads_ready)(void *user, size_t first);
+    void *grads_ready_user;
 } cae_model;
+
+/* During backward, after each stage, call ready(user, first): the
+ * gradients of every tensor with table index >= first are final (stages end
+ * in reverse table order: head, decoder, regressor, projection, encoder).
+ * The call comes when the stage's work is enqueued, not when it is done. */
+static inline void cae_model_on_grads(cae_model *m, int (*ready)(void *user, size_t first),
+                                      void *user)
+{
+    m->grads_ready = ready;
+    m->grads_ready_user = user;
+}
 
 int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t batch);
 void cae_model_free(cae_model *m);
@@ -151,6 +165,11 @@ int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step);
 /* Forward, loss and backward: gradients of every trainable tensor are
  * written to m->grads (zeroed first); the loss terms are read back. */
 int cae_model_step(cae_model *m, cae_losses *out);
+/* The same in two halves: begin enqueues forward, loss and backward without
+ * waiting (so the gradient all-reduce can overlap it); end waits and reads
+ * the loss terms. */
+int cae_model_step_begin(cae_model *m);
+int cae_model_step_end(cae_model *m, cae_losses *out);
 
 /* ---- blocks.c ---- */
 int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae_buf x_out,

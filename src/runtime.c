@@ -133,45 +133,57 @@ int cae_list_devices(FILE *out)
     return 0;
 }
 
-/* Choose per CAE_CL_PLATFORM / CAE_CL_DEVICE; default the first GPU, else
- * the first device. */
-static int choose_device(cae_ctx *ctx)
+/* Choose per CAE_CL_PLATFORM / CAE_CL_DEVICE; by default the GPUs (else
+ * every device) of the matching platforms, and of those number slot modulo
+ * their count (slot 0: the first GPU, else the first device). */
+static int choose_device(cae_ctx *ctx, int slot)
 {
     const char *psel = getenv("CAE_CL_PLATFORM");
     const char *dsel = getenv("CAE_CL_DEVICE");
-    int explicit_choice = (psel && *psel) || (dsel && *dsel);
+    int explicit_device = dsel && *dsel;
     cl_platform_id *plats = NULL;
     cl_uint np = 0;
     int found = 0;
 
     CAE_TRY(get_platforms(&plats, &np));
-    /* pass 0: GPUs only (default choice); pass 1: any device */
-    for (int pass = explicit_choice ? 1 : 0; pass < 2 && !found; pass++) {
-        for (cl_uint p = 0; p < np && !found; p++) {
-            char pname[256] = "";
-            cl_device_id *devs = NULL;
-            cl_uint nd = 0;
-            clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL);
-            if (!matches(psel, pname, (long)p))
-                continue;
-            if (get_devices(plats[p], &devs, &nd) != 0) {
-                free(plats);
-                return -1;
-            }
-            for (cl_uint d = 0; d < nd && !found; d++) {
-                char dname[256] = "";
-                cl_device_type type = 0;
-                clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof dname - 1, dname, NULL);
-                clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-                if (!matches(dsel, dname, (long)d))
+    /* pass 0: GPUs only (the default choice); pass 1: any device */
+    for (int pass = explicit_device ? 1 : 0; pass < 2 && !found; pass++) {
+        long count = 0, want;
+        /* count the candidates first, so the slot wraps around them */
+        for (int counting = 1; counting >= 0 && !found; counting--) {
+            long seen = 0;
+            want = (counting || count == 0) ? -1 : (explicit_device ? 0 : slot % count);
+            for (cl_uint p = 0; p < np && !found; p++) {
+                char pname[256] = "";
+                cl_device_id *devs = NULL;
+                cl_uint nd = 0;
+                clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL);
+                if (!matches(psel, pname, (long)p))
                     continue;
-                if (pass == 0 && !(type & CL_DEVICE_TYPE_GPU))
-                    continue;
-                ctx->platform = plats[p];
-                ctx->device = devs[d];
-                found = 1;
+                if (get_devices(plats[p], &devs, &nd) != 0) {
+                    free(plats);
+                    return -1;
+                }
+                for (cl_uint d = 0; d < nd && !found; d++) {
+                    char dname[256] = "";
+                    cl_device_type type = 0;
+                    clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof dname - 1, dname, NULL);
+                    clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+                    if (!matches(dsel, dname, (long)d))
+                        continue;
+                    if (pass == 0 && !(type & CL_DEVICE_TYPE_GPU))
+                        continue;
+                    if (!counting && seen == want) {
+                        ctx->platform = plats[p];
+                        ctx->device = devs[d];
+                        found = 1;
+                    }
+                    seen++;
+                }
+                free(devs);
             }
-            free(devs);
+            if (counting)
+                count = seen;
         }
     }
     free(plats);
@@ -338,7 +350,7 @@ int cae_ctx_init(cae_ctx *ctx, const cae_ctx_options *opt)
     cae_gemm_choice gemm = opt ? opt->gemm : CAE_GEMM_AUTO;
 
     memset(ctx, 0, sizeof *ctx);
-    CAE_TRY(choose_device(ctx));
+    CAE_TRY(choose_device(ctx, opt ? opt->device_slot : 0));
     CAE_TRY(query_device(ctx));
     ctx->context = clCreateContext(NULL, 1, &ctx->device, NULL, NULL, &err);
     CL_CHECK(err);
@@ -351,6 +363,8 @@ int cae_ctx_init(cae_ctx *ctx, const cae_ctx_options *opt)
         cae_ctx_free(ctx);
         return -1;
     }
+    if (opt && opt->host_threads > 0)
+        cae_gemm_limit_host_threads(opt->host_threads);
     if (build_program(ctx) != 0 || cae_gemm_init(ctx, gemm) != 0) {
         cae_ctx_free(ctx);
         return -1;

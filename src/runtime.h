@@ -65,6 +65,9 @@ typedef struct cae_ctx {
 typedef struct {
     cae_gemm_choice gemm;    /* --gemm */
     int profiling;
+    int device_slot;         /* without CAE_CL_DEVICE: take default device number
+                              * slot modulo their count (a rank's local rank); 0 = the first */
+    int host_threads;        /* > 0: at most this many BLAS threads (ranks sharing a CPU) */
 } cae_ctx_options;
 
 /* Parse "auto", "clblast" or "host"; -1 on anything else. */

@@ -96,7 +96,7 @@ static int write_weights(const char *path, int n_hid, int vocab)
 int main(int argc, char **argv)
 {
     int batch = 8, size = 112, n_hid = 256, vocab = 8192, reps = 3;
-    cae_ctx_options opt = {CAE_GEMM_AUTO, 0};
+    cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
     cae_ctx ctx;
     cae_dalle *d = NULL;
     char path[4096];

@@ -185,7 +185,7 @@ END_TEST
 START_TEST(test_device_selection_errors)
 {
     cae_ctx other;
-    cae_ctx_options opt = {CAE_GEMM_AUTO, 0};
+    cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
     setenv("CAE_CL_DEVICE", "no-such-device-name", 1);
     ck_assert_int_eq(cae_ctx_init(&other, &opt), -1);
     setenv("CAE_CL_DEVICE", "99", 1);
@@ -237,7 +237,7 @@ START_TEST(test_kernel_binary_cache)
 {
     char dir[] = "/tmp/cae-kcache-XXXXXX", entry[4200];
     cae_ctx c2;
-    cae_ctx_options opt = {CAE_GEMM_AUTO, 0};
+    cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
     FILE *f;
     ck_assert_ptr_nonnull(mkdtemp(dir));
     setenv("CAE_CL_CACHE_DIR", dir, 1);

@@ -14,7 +14,7 @@ static int have_ctx;
 cae_ctx *tu_ctx(void)
 {
     if (!have_ctx) {
-        cae_ctx_options opt = {CAE_GEMM_AUTO, 0};
+        cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
         const char *g = getenv("CAE_TEST_GEMM");
         if (g && *g)
             ck_assert_msg(cae_gemm_choice_parse(g, &opt.gemm) == 0, "bad CAE_TEST_GEMM=%s", g);

@@ -29,7 +29,7 @@ static double now_ms(void)
 static int run(const cae_args *a)
 {
     cae_ctx ctx;
-    cae_ctx_options opt = {a->gemm, 0};
+    cae_ctx_options opt = {.gemm = a->gemm};
     cae_model m;
     cae_config cfg = a->model;
     cae_losses l;

@@ -8,10 +8,17 @@
  * backward, stop on a non-finite loss, AdamW with clipping, log. Per epoch:
  * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint.
  * SIGINT/SIGTERM finish the current step, write a checkpoint and exit.
+ *
+ * Under mpirun every rank trains on its shard of each epoch and the
+ * gradients are averaged across ranks (mpi/allreduce.c) while the backward
+ * pass still runs; loss terms are averaged for the log; rank 0 writes logs
+ * and checkpoints; a failing rank stops them all (MPI_Abort).
  */
+#include "allreduce.h"
 #include "args.h"
 #include "checkpoint.h"
 #include "data/loader.h"
+#include "dist.h"
 #include "errors.h"
 #include "model.h"
 #include "optim.h"
@@ -34,7 +41,12 @@ static void on_signal(int sig)
     stop_signal = sig;
 }
 
+/* a stop every rank agrees on (non-finite loss): no abort needed */
+#define STOP_TOGETHER (-2)
+
 typedef struct {
+    cae_dist dist;
+    cae_allreduce *ar;
     cae_args a;
     char cmdline[8192];
     cae_ctx ctx;
@@ -101,8 +113,9 @@ static int choose_target(trainer *t)
         a->model.pixel_target = 1;
         a->model.norm_pix_loss = a->norm_pix_loss;
         a->second_input_size = 0;
-        printf("target: pixels of the masked patches%s (no tokenizer)\n",
-               a->norm_pix_loss ? ", each normalized" : "");
+        if (t->dist.rank == 0)
+            printf("target: pixels of the masked patches%s (no tokenizer)\n",
+                   a->norm_pix_loss ? ", each normalized" : "");
         return 0;
     }
     if (strcmp(type, "dall-e") != 0) {
@@ -119,7 +132,8 @@ static int choose_target(trainer *t)
                    a->second_input_size, 8 * (a->model.input_size / a->model.patch_size));
         return -1;
     }
-    printf("target: DALL-E tokenizer %s\n", a->discrete_vae_weight_path);
+    if (t->dist.rank == 0)
+        printf("target: DALL-E tokenizer %s\n", a->discrete_vae_weight_path);
     return 0;
 }
 
@@ -129,7 +143,8 @@ static int open_data(trainer *t)
     cae_loader_cfg lc;
     memset(&lc, 0, sizeof lc);
     CAE_TRY(cae_dataset_open(&t->ds, a->data_path));
-    printf("data: %s\n", cae_dataset_describe(t->ds));
+    if (t->dist.rank == 0)
+        printf("data: %s\n", cae_dataset_describe(t->ds));
     lc.ds = t->ds;
     lc.aug.input_size = a->model.input_size;
     lc.aug.second_input_size = a->second_input_size;
@@ -153,14 +168,14 @@ static int open_data(trainer *t)
     lc.batch_size = (size_t)a->batch_size;
     lc.num_workers = a->num_workers;
     lc.seed = (uint64_t)a->seed;
-    lc.rank = 0;
-    lc.world_size = 1;
+    lc.rank = t->dist.rank;
+    lc.world_size = t->dist.world;
     lc.ring = a->num_workers > 0 ? 2 * a->num_workers : 1;
     CAE_TRY(cae_loader_new(&t->loader, &lc));
     t->steps_per_epoch = cae_loader_steps_per_epoch(t->loader);
     if (t->steps_per_epoch == 0) {
-        cae_errorf("--batch_size %d: larger than the data set (%zu images)", a->batch_size,
-                   cae_dataset_len(t->ds));
+        cae_errorf("--batch_size %d x %d ranks: larger than the data set (%zu images)",
+                   a->batch_size, t->dist.world, cae_dataset_len(t->ds));
         return -1;
     }
     return 0;
@@ -225,7 +240,7 @@ static int save(trainer *t, uint64_t epoch)
     CAE_TRY(checkpoint_path(t, epoch, path, sizeof path));
     CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
-    printf("saved %s (step %llu)\n", path, (unsigned long long)t->step);
+    printf("saved %s (step %llu)\n", path, (unsigned long long)t->step); /* rank 0 only */
     return 0;
 }
 
@@ -264,8 +279,9 @@ static int resume(trainer *t)
          * weights alone: the model continues, the optimizer starts afresh */
         CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params, NULL, NULL,
                                     &meta));
-        printf("initialized from the weights in %s (no optimizer state: AdamW starts afresh at "
-               "step 0)\n", path);
+        if (t->dist.rank == 0)
+            printf("initialized from the weights in %s (no optimizer state: AdamW starts afresh "
+                   "at step 0)\n", path);
         return 0;
     }
     CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params,
@@ -273,31 +289,51 @@ static int resume(trainer *t)
     cae_adamw_set_steps(t->opt, meta.adam_steps);
     t->step = meta.step;
     t->epoch = meta.step / t->steps_per_epoch;
-    printf("resumed from %s: step %llu (epoch %llu)\n", path, (unsigned long long)t->step,
-           (unsigned long long)t->epoch + 1);
+    if (t->dist.rank == 0)
+        printf("resumed from %s: step %llu (epoch %llu)\n", path, (unsigned long long)t->step,
+               (unsigned long long)t->epoch + 1);
     return 0;
 }
 
 static int setup(trainer *t)
 {
     cae_args *a = &t->a;
-    cae_ctx_options opt = {a->gemm, 0};
+    cae_ctx_options opt = {.gemm = a->gemm};
     char desc[512];
+
+    /* ranks sharing a CPU split its cores */
+    opt.device_slot = t->dist.device_slot;
+    if (t->dist.world > 1)
+        opt.host_threads = t->dist.host_threads;
 
     CAE_TRY(choose_target(t));
     CAE_TRY(cae_config_finish(&a->model));
-    CAE_TRY(make_output_dir(a->output_dir));
+    if (t->dist.rank == 0)
+        CAE_TRY(make_output_dir(a->output_dir));
+    if (t->dist.world > 1 && MPI_Barrier(t->dist.comm) != MPI_SUCCESS) {
+        cae_errorf("MPI_Barrier failed");
+        return -1;
+    }
     CAE_TRY(open_data(t));
     CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     t->have_ctx = 1;
     cae_config_describe(&a->model, desc, sizeof desc);
-    printf("device: %s (%s), GEMM: %s\nmodel: %s\n", t->ctx.device_name, t->ctx.platform_name,
-           t->ctx.gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc);
+    if (t->dist.world > 1)
+        CAE_TRY(cae_dist_device_table(&t->dist, &t->ctx));
+    if (t->dist.rank == 0)
+        printf("device: %s (%s), GEMM: %s\nmodel: %s\n", t->ctx.device_name, t->ctx.platform_name,
+               t->ctx.gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc);
     CAE_TRY(cae_model_init(&t->model, &t->ctx, &a->model, (size_t)a->batch_size));
     t->have_model = 1;
     CAE_TRY(cae_model_init_weights(&t->model, (uint64_t)a->seed));
     CAE_TRY(cae_adamw_new(&t->opt, &t->ctx, &t->model.table, &t->model.params, &t->model.grads));
     CAE_TRY(cae_alloc(&t->ctx, 4, &t->grad_norm.mem));
+    if (t->dist.world > 1) {
+        size_t bucket = (size_t)(a->bucket_cap_mb * 1048576.0);
+        CAE_TRY(cae_allreduce_new(&t->ar, &t->ctx, &t->model.table, &t->model.grads, t->dist.comm,
+                                  bucket >= 4 ? bucket : 4));
+        cae_model_on_grads(&t->model, cae_allreduce_ready, t->ar);
+    }
     if (!a->model.pixel_target) {
         size_t S2 = (size_t)a->second_input_size;
         CAE_TRY(cae_dalle_load(&t->dalle, &t->ctx, a->discrete_vae_weight_path, (size_t)a->batch_size,
@@ -309,17 +345,24 @@ static int setup(trainer *t)
         }
         CAE_TRY(cae_alloc(&t->ctx, (size_t)a->batch_size * 3 * S2 * S2 * 4, &t->tok_view.mem));
     }
-    printf("parameters: %zu; batch %d; %zu steps per epoch; %d epochs; output %s\n",
-           t->model.table.total, a->batch_size, t->steps_per_epoch, a->epochs, a->output_dir);
+    if (t->dist.rank == 0)
+        printf("parameters: %zu; batch %d x %d ranks; %zu steps per epoch; %d epochs; output %s\n",
+               t->model.table.total, a->batch_size, t->dist.world, t->steps_per_epoch, a->epochs,
+               a->output_dir);
     schedules(t);
     CAE_TRY(resume(t));
-    CAE_TRY(cae_train_log_open(&t->log, a->output_dir, a->model.pixel_target));
-    t->have_log = 1;
+    /* every rank starts from the same parameters */
+    CAE_TRY(cae_dist_check_sync(&t->dist, &t->ctx, &t->model.table, &t->model.params, t->step));
+    if (t->dist.rank == 0) { /* one writer */
+        CAE_TRY(cae_train_log_open(&t->log, a->output_dir, a->model.pixel_target));
+        t->have_log = 1;
+    }
     return 0;
 }
 
-/* One step on a loaded batch; *stop set on a non-finite loss. */
-static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm)
+/* One step on a loaded batch. Loss terms, skipped images and stop
+ * requests are summed over ranks; *stop_sig is the signal any rank got. */
+static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm, int *stop_sig)
 {
     cae_args *a = &t->a;
     cae_losses l;
@@ -335,14 +378,31 @@ static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm)
         CAE_TRY(cae_dalle_labels(t->dalle, cae_model_labels(&t->model), t->tok_view,
                                  cae_model_masked_idx(&t->model), (size_t)a->model.num_mask_patches));
     }
-    CAE_TRY(cae_model_set_drop_path(&t->model, (uint64_t)a->seed, t->step));
-    CAE_TRY(cae_model_step(&t->model, &l));
+    /* each rank draws its own samples' drop-path masks */
+    CAE_TRY(cae_model_set_drop_path(&t->model, (uint64_t)a->seed + 0x9e3779b97f4a7c15ULL * (uint64_t)t->dist.rank,
+                                    t->step));
+    CAE_TRY(cae_model_step_begin(&t->model));
+    if (t->ar) /* average the gradients while the backward pass finishes */
+        CAE_TRY(cae_allreduce_finish(t->ar));
+    CAE_TRY(cae_model_step_end(&t->model, &l));
+    {
+        double v[5] = {l.loss_main, l.loss_align, l.mlm_acc, (double)b->skipped, (double)stop_signal};
+        double w = (double)t->dist.world;
+        CAE_TRY(cae_dist_sum(&t->dist, v, 5));
+        l.loss_main = v[0] / w;
+        l.loss_align = v[1] / w;
+        l.mlm_acc = v[2] / w;
+        l.loss = l.loss_main + l.loss_align;
+        sm->skipped = (size_t)v[3];
+        *stop_sig = v[4] > 0 ? (int)v[4] : 0;
+    }
     if (!isfinite(l.loss)) {
-        cae_errorf("non-finite loss at step %llu (epoch %llu): loss %g, loss_main %g, loss_align %g; "
-                   "stopping before the update, the last checkpoint is intact",
-                   (unsigned long long)t->step, (unsigned long long)t->epoch + 1, l.loss, l.loss_main,
-                   l.loss_align);
-        return -1;
+        if (t->dist.rank == 0)
+            cae_errorf("non-finite loss at step %llu (epoch %llu): loss %g, loss_main %g, loss_align %g; "
+                       "stopping before the update, the last checkpoint is intact",
+                       (unsigned long long)t->step, (unsigned long long)t->epoch + 1, l.loss,
+                       l.loss_main, l.loss_align);
+        return STOP_TOGETHER;
     }
     h.lr = lr;
     h.weight_decay = wd;
@@ -364,6 +424,7 @@ static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm)
 
 static int run_epoch(trainer *t, int *stopped)
 {
+    int rc;
     uint64_t first = t->step % t->steps_per_epoch;
     double t_prev = cae_now_ms(), t_start = t_prev;
     uint64_t done_here = 0, total = (uint64_t)t->a.epochs * t->steps_per_epoch;
@@ -377,24 +438,32 @@ static int run_epoch(trainer *t, int *stopped)
             return -1;
         if (r == 1)
             break;
+        int stop_sig = 0;
         memset(&sm, 0, sizeof sm);
         sm.step = t->step;
         sm.epoch = t->epoch;
         sm.data_wait_ms = b->wait_ms;
         sm.skipped = b->skipped;
-        if (train_step(t, b, &sm) != 0) {
+        rc = train_step(t, b, &sm, &stop_sig);
+        if (rc != 0) {
             cae_loader_release(t->loader, b);
-            return -1;
+            return rc;
         }
         cae_loader_release(t->loader, b);
         t->step++;
         done_here++;
         now = cae_now_ms();
         sm.step_ms = now - t_prev;
-        sm.images_per_s = (double)t->a.batch_size * 1000.0 / (sm.step_ms > 0 ? sm.step_ms : 1e-9);
+        sm.images_per_s = (double)t->a.batch_size * t->dist.world * 1000.0 /
+                          (sm.step_ms > 0 ? sm.step_ms : 1e-9);
         t_prev = now;
         eta = (now - t_start) / 1000.0 / (double)done_here * (double)(total - t->step);
-        CAE_TRY(cae_train_log_step(&t->log, &sm, t->steps_per_epoch, (uint64_t)t->a.epochs, eta));
+        if (t->have_log)
+            CAE_TRY(cae_train_log_step(&t->log, &sm, t->steps_per_epoch, (uint64_t)t->a.epochs, eta));
+        if (t->a.check_sync_freq > 0 && t->step % (uint64_t)t->a.check_sync_freq == 0)
+            CAE_TRY(cae_dist_check_sync(&t->dist, &t->ctx, &t->model.table, &t->model.params, t->step));
+        if (stop_sig)
+            stop_signal = stop_sig; /* every rank stops after the same step */
         if (stop_signal || (t->a.stop_after_steps > 0 && t->step >= (uint64_t)t->a.stop_after_steps)) {
             *stopped = 1;
             return 0;
@@ -406,21 +475,27 @@ static int run_epoch(trainer *t, int *stopped)
 static int train(trainer *t)
 {
     for (; t->epoch < (uint64_t)t->a.epochs; t->epoch++) {
-        int stopped = 0;
-        CAE_TRY(run_epoch(t, &stopped));
+        int stopped = 0, rc = run_epoch(t, &stopped);
+        if (rc != 0)
+            return rc;
         if (stopped) {
-            CAE_TRY(save(t, t->epoch));
-            if (stop_signal)
-                fprintf(stderr, "cae-cl: stopped by signal %d after step %llu; checkpoint written\n",
-                        (int)stop_signal, (unsigned long long)t->step);
+            if (t->dist.rank == 0) {
+                CAE_TRY(save(t, t->epoch));
+                if (stop_signal)
+                    fprintf(stderr, "cae-cl: stopped by signal %d after step %llu; checkpoint written\n",
+                            (int)stop_signal, (unsigned long long)t->step);
+            }
             return stop_signal ? 128 + (int)stop_signal : 0;
         }
-        CAE_TRY(cae_train_log_epoch(&t->log, t->epoch, t->model.table.total));
-        if ((t->epoch + 1) % (uint64_t)(t->a.save_ckpt_freq > 0 ? t->a.save_ckpt_freq : 1) == 0 ||
-            t->epoch + 1 == (uint64_t)t->a.epochs)
+        if (t->have_log)
+            CAE_TRY(cae_train_log_epoch(&t->log, t->epoch, t->model.table.total));
+        if (t->dist.rank == 0 &&
+            ((t->epoch + 1) % (uint64_t)(t->a.save_ckpt_freq > 0 ? t->a.save_ckpt_freq : 1) == 0 ||
+             t->epoch + 1 == (uint64_t)t->a.epochs))
             CAE_TRY(save(t, t->epoch));
     }
-    printf("done: %llu steps\n", (unsigned long long)t->step);
+    if (t->dist.rank == 0)
+        printf("done: %llu steps\n", (unsigned long long)t->step);
     return 0;
 }
 
@@ -436,6 +511,8 @@ static void teardown(trainer *t)
         cae_adamw_free(t->opt);
     cae_release(&t->tok_view.mem);
     cae_release(&t->grad_norm.mem);
+    if (t->ar)
+        cae_allreduce_free(t->ar);
     if (t->have_model)
         cae_model_free(&t->model);
     if (t->have_ctx)
@@ -450,16 +527,23 @@ int main(int argc, char **argv)
     struct sigaction sa;
     int rc;
 
-    if (cae_args_parse(&t.a, argc, argv) != 0)
+    if (cae_dist_init(&t.dist, &argc, &argv) != 0)
+        return 1;
+    if (t.dist.world > 1)
+        cae_error_set_rank(t.dist.rank);
+    if (cae_args_parse(&t.a, argc, argv) != 0) {
+        cae_dist_finalize(&t.dist);
         return 2;
-    if (t.a.help) {
-        cae_args_usage(stdout, "cae-cl-train",
-                       "CAE pretraining. Without --data_path: a small model on Fashion-MNIST.\n"
-                       "  --stop_after_steps N   checkpoint and stop after N steps");
-        return 0;
     }
-    if (t.a.list_devices)
-        return cae_list_devices(stdout) == 0 ? 0 : 1;
+    if (t.a.help || t.a.list_devices) {
+        if (t.a.help && t.dist.rank == 0)
+            cae_args_usage(stdout, "cae-cl-train",
+                           "CAE pretraining. Without --data_path: a small model on Fashion-MNIST.\n"
+                           "  --stop_after_steps N   checkpoint and stop after N steps");
+        rc = t.a.list_devices && t.dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
+        cae_dist_finalize(&t.dist);
+        return rc;
+    }
     record_cmdline(&t, argc, argv);
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -467,9 +551,12 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    rc = setup(&t) == 0 ? train(&t) : 1;
+    rc = setup(&t) == 0 ? train(&t) : -1;
+    if (rc == -1 && t.dist.world > 1) /* this rank failed: stop the others now */
+        cae_dist_abort(&t.dist, 1, "training failed (the cause is above)");
     if (rc < 0)
         rc = 1;
     teardown(&t);
+    cae_dist_finalize(&t.dist);
     return rc;
 }
