@@ -90,6 +90,10 @@ int cae_train_log_step(cae_train_log *l, const cae_step_metrics *m, uint64_t ste
     num(f, "grad_norm", m->grad_norm, 0);
     num(f, "images_per_s", m->images_per_s, 0);
     num(f, "data_wait_ms", m->data_wait_ms, 0);
+    if (m->comm_ms >= 0) {
+        num(f, "allreduce_ms", m->comm_ms, 0);
+        num(f, "allreduce_hidden_ms", m->comm_hidden_ms, 0);
+    }
     num(f, "step_ms", m->step_ms, 1);
     fputs("}\n", f);
     if (fflush(f) != 0) {

@@ -17,6 +17,7 @@ typedef struct {
     double loss, loss_main, loss_align, mlm_acc;
     double lr, min_lr, weight_decay, grad_norm;
     double images_per_s, data_wait_ms, step_ms;
+    double comm_ms, comm_hidden_ms; /* gradient all-reduce (multi-rank runs; < 0: none) */
     size_t skipped;
 } cae_step_metrics;
 

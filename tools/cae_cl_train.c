@@ -382,8 +382,14 @@ static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm, int *stop_
     CAE_TRY(cae_model_set_drop_path(&t->model, (uint64_t)a->seed + 0x9e3779b97f4a7c15ULL * (uint64_t)t->dist.rank,
                                     t->step));
     CAE_TRY(cae_model_step_begin(&t->model));
-    if (t->ar) /* average the gradients while the backward pass finishes */
+    sm->comm_ms = -1;
+    if (t->ar) { /* average the gradients while the backward pass finishes */
+        const cae_allreduce_stats *st;
         CAE_TRY(cae_allreduce_finish(t->ar));
+        st = cae_allreduce_last(t->ar);
+        sm->comm_ms = st->comm_ms;
+        sm->comm_hidden_ms = st->hidden_ms;
+    }
     CAE_TRY(cae_model_step_end(&t->model, &l));
     {
         double v[5] = {l.loss_main, l.loss_align, l.mlm_acc, (double)b->skipped, (double)stop_signal};
