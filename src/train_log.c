@@ -3,8 +3,10 @@
 
 #include "errors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,8 +132,34 @@ int cae_train_log_step(cae_train_log *l, const cae_step_metrics *m, uint64_t ste
     return 0;
 }
 
+/* Resident memory (KiB, from /proc/self/status) and open descriptors
+ * (entries of /proc/self/fd): what tools/soak watches for leaks. -1 where
+ * /proc is not there. */
+static void process_usage(long *rss_kib, long *fds)
+{
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    DIR *d;
+    *rss_kib = *fds = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            *rss_kib = atol(line + 6);
+    if (f)
+        fclose(f);
+    d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        long n = 0;
+        while ((e = readdir(d)))
+            n += e->d_name[0] != '.';
+        closedir(d);
+        *fds = n - 1; /* the directory stream itself */
+    }
+}
+
 int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters)
 {
+    long rss_kib, fds;
     double n = l->n ? (double)l->n : 1.0;
     FILE *f = l->log;
     if (l->tty && l->n)
@@ -148,6 +176,8 @@ int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters)
     num(f, "train_grad_norm", l->sum_norm / n, 0);
     fprintf(f, "\"train_skipped_images\": %zu, \"train_data_wait_share\": %.4f, ", l->skipped,
             l->sum_step > 0 ? l->sum_wait / l->sum_step : 0.0);
+    process_usage(&rss_kib, &fds);
+    fprintf(f, "\"rss_kib\": %ld, \"open_fds\": %ld, ", rss_kib, fds);
     fprintf(f, "\"epoch\": %llu, \"n_parameters\": %zu}\n", (unsigned long long)epoch, n_parameters);
     if (fflush(f) != 0) {
         cae_errorf("log.txt: write failed: %s", strerror(errno));
