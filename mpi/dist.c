@@ -70,8 +70,16 @@ int cae_dist_init(cae_dist *d, int *argc, char ***argv)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     char value[4096];
     memset(d, 0, sizeof *d);
+    d->world = 1;
+    d->local_size = 1;
+    d->host_threads = (int)(cores > 0 ? cores : 1);
+    d->comm = MPI_COMM_WORLD;
+    /* started by mpirun (Open MPI, or a PMI launcher)? */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK"))
+        return 0;
     /* one thread makes MPI calls (loader threads never do) */
     MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    d->mpi_started = 1;
     d->comm = MPI_COMM_WORLD;
     MPI_TRY(MPI_Comm_rank(d->comm, &d->rank));
     MPI_TRY(MPI_Comm_size(d->comm, &d->world));
@@ -106,7 +114,8 @@ int cae_dist_init(cae_dist *d, int *argc, char ***argv)
 void cae_dist_finalize(cae_dist *d)
 {
     int done = 0;
-    (void)d;
+    if (!d->mpi_started)
+        return;
     MPI_Finalized(&done);
     if (!done)
         MPI_Finalize();
@@ -121,7 +130,8 @@ void cae_dist_abort(const cae_dist *d, int code, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "cae-cl: rank %d: %s; stopping every rank\n", d->rank, msg);
     fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, code);
+    if (d->mpi_started)
+        MPI_Abort(MPI_COMM_WORLD, code);
     exit(code); /* not reached */
 }
 

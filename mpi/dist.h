@@ -6,8 +6,8 @@
  * comma-separated lists indexed by the local rank; by default the local rank
  * modulo the number of devices), a PoCL kernel cache folder of its own
  * (POCL_CACHE_DIR, unless set), and POCL_MAX_PTHREAD_COUNT = cores / local
- * ranks (unless set), so ranks sharing a CPU do not fight over it. A single
- * process (no mpirun) is a world of one. */
+ * ranks (unless set), so ranks sharing a CPU do not fight over it. A process
+ * not started by mpirun is a world of one and does not start MPI at all. */
 #ifndef CAE_DIST_H
 #define CAE_DIST_H
 
@@ -23,6 +23,7 @@ typedef struct {
     int device_slot;   /* which default device this rank takes (local rank) */
     int host_threads;  /* CPU threads this rank should use (cores / local ranks) */
     MPI_Comm comm;     /* MPI_COMM_WORLD */
+    int mpi_started;   /* 0 for a plain process (not launched by mpirun) */
 } cae_dist;
 
 int cae_dist_init(cae_dist *d, int *argc, char ***argv);
