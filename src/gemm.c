@@ -61,6 +61,7 @@ static int host_gemm(cae_ctx *ctx, host_gemm_args *g, cae_buf a, cae_buf b, cae_
     float *base[3] = {NULL, NULL, NULL};
     int owner[3];
     cl_int err;
+    cl_event ev = NULL;
     int rc = 0;
 
     for (int i = 0; i < 3; i++) {
@@ -87,9 +88,12 @@ static int host_gemm(cae_ctx *ctx, host_gemm_args *g, cae_buf a, cae_buf b, cae_
     g->a = base[owner[0]] + a.off;
     g->b = base[owner[1]] + b.off;
     g->c = base[owner[2]] + c.off;
-    err = clEnqueueNativeKernel(ctx->queue, host_gemm_run, g, sizeof *g, 0, NULL, NULL, 0, NULL, NULL);
+    err = clEnqueueNativeKernel(ctx->queue, host_gemm_run, g, sizeof *g, 0, NULL, NULL, 0, NULL,
+                                ctx->profiling ? &ev : NULL);
     if (err != CL_SUCCESS) {
         cae_cl_error("clEnqueueNativeKernel(cblas_sgemm)", err, __FILE__, __LINE__);
+        rc = -1;
+    } else if (ev && cae_prof_record(ctx, ev, "native") != 0) {
         rc = -1;
     }
     ctx->launches++;
@@ -144,6 +148,7 @@ static int clblast_temp(cae_ctx *ctx, int ta, int tb, size_t m, size_t n, size_t
 int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
              cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta, cae_buf c, size_t ldc)
 {
+    cl_event ev = NULL;
     if (m == 0 || n == 0)
         return 0;
     CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
@@ -154,16 +159,18 @@ int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t 
         return host_gemm(ctx, &g, a, b, c);
     }
     CAE_TRY(clblast_temp(ctx, trans_a, trans_b, m, n, k, lda, ldb, ldc, a, b, c));
+    /* with profiling, CLBlast's event (its last kernel) is kept */
     if (ctx->gemm_temp)
         CLBLAST_CHECK(CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n,
                                                  k, alpha, a.mem, a.off, lda, b.mem, b.off, ldb, beta,
-                                                 c.mem, c.off, ldc, &ctx->queue, NULL, ctx->gemm_temp));
+                                                 c.mem, c.off, ldc, &ctx->queue,
+                                                 ctx->profiling ? &ev : NULL, ctx->gemm_temp));
     else /* this shape needs no temporary buffer */
         CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k, alpha,
                                    a.mem, a.off, lda, b.mem, b.off, ldb, beta, c.mem, c.off, ldc,
-                                   &ctx->queue, NULL));
+                                   &ctx->queue, ctx->profiling ? &ev : NULL));
     ctx->launches++;
-    return 0;
+    return ev ? cae_prof_record(ctx, ev, "gemm") : 0;
 }
 
 int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
@@ -171,6 +178,7 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
                      size_t stride_b, float beta, cae_buf c, size_t ldc, size_t stride_c,
                      size_t batch)
 {
+    cl_event ev = NULL;
     if (m == 0 || n == 0 || batch == 0)
         return 0;
     CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
@@ -184,9 +192,9 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
     CLBLAST_CHECK(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k,
                                              alpha, a.mem, a.off, lda, stride_a, b.mem, b.off, ldb,
                                              stride_b, beta, c.mem, c.off, ldc, stride_c, batch,
-                                             &ctx->queue, NULL));
+                                             &ctx->queue, ctx->profiling ? &ev : NULL));
     ctx->launches++;
-    return 0;
+    return ev ? cae_prof_record(ctx, ev, "gemm_batched") : 0;
 }
 
 /* CLBlast's database does not know PoCL's CPU vendor string and falls back
@@ -233,4 +241,9 @@ void cae_gemm_free(cae_ctx *ctx)
 {
     cae_release(&ctx->gemm_temp);
     ctx->gemm_temp_bytes = 0;
+    /* CLBlast caches programs built for this context; drop them while the
+     * context still exists rather than in its exit-time destructors, which
+     * would release them after the driver's own teardown */
+    if (ctx->gemm == CAE_GEMM_CLBLAST)
+        CLBlastClearCache();
 }
