@@ -109,6 +109,17 @@ static const flag_spec flags[] = {
     {"bucket_cap_mb", F_DOUBLE, A(bucket_cap_mb), "mpirun: gradient all-reduce bucket size in MiB (25)"},
     {"check_sync_freq", F_INT, A(check_sync_freq), "mpirun: steps between rank parameter checks (1000; 0: start only)"},
     {"stop_after_steps", F_LONG, A(stop_after_steps), "cae-cl-train: checkpoint and stop after N steps"},
+    {"synthetic", F_TRUE, A(synthetic), "cae-cl-bench: random images, masks and labels (no data, no tokenizer)"},
+    {"bench_steps", F_INT, A(bench_steps), "cae-cl-bench: timed steps (10)"},
+    {"warmup_steps_bench", F_INT, A(warmup_steps_bench), "cae-cl-bench: untimed warm-up steps (2)"},
+    {"json", F_STRING, A(json), "cae-cl-bench: also write the results to this JSON file"},
+    {"finetune", F_STRING, A(finetune), "cae-cl-linear: encoder weights (checkpoint or weights file) or 'random'"},
+    {"blr", F_DOUBLE, A(blr), "cae-cl-linear: base lr; lr = blr * global batch / 256"},
+    {"use_cls", F_TRUE, A(use_cls), "cae-cl-linear: features are the cls token of the final norm (default)"},
+    {"use_mean_pooling", F_TRUE, A(use_mean_pooling), "cae-cl-linear: features are the mean of the patch tokens"},
+    {"cache_features", F_TRUE, A(cache_features), "cae-cl-linear: training features once, without augmentation"},
+    {"eval", F_TRUE, A(eval), "cae-cl-linear: evaluate the head of --resume without training"},
+    {"nb_classes", F_INT, A(nb_classes), "cae-cl-linear: classes (default: the data set's)"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
 };
@@ -146,6 +157,8 @@ static void defaults(cae_args *a)
     a->gemm = CAE_GEMM_AUTO;
     a->bucket_cap_mb = 25.0;
     a->check_sync_freq = 1000;
+    a->bench_steps = 10;
+    a->warmup_steps_bench = 2;
 }
 
 /* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small
@@ -317,6 +330,10 @@ int cae_args_parse(cae_args *a, int argc, char **argv)
     CAE_TRY(scan(a, argc, argv, 0));
     if (a->batch_size <= 0) {
         cae_errorf("--batch_size %d: must be positive", a->batch_size);
+        return -1;
+    }
+    if (a->epochs <= 0) { /* a negative count made cae-cl-train run forever */
+        cae_errorf("--epochs %d: must be positive", a->epochs);
         return -1;
     }
     return 0;

@@ -36,6 +36,13 @@ typedef struct {
     const char *weights, *batch, *out, *check;
     int steps; /* cae-cl-step: repetitions */
     int list_devices, help;
+    /* the evaluation programs (cae-cl-linear) */
+    const char *finetune;
+    double blr;
+    int use_cls, use_mean_pooling, cache_features, eval, nb_classes;
+    /* cae-cl-bench */
+    int synthetic, bench_steps, warmup_steps_bench;
+    const char *json;
 } cae_args;
 
 /* Defaults, then argv; the --model preset applies before the size flags,

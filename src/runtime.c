@@ -343,6 +343,24 @@ out:
 
 /* ---------------------------------------------------------------- context */
 
+/* The live contexts, so cae_release (which gets only the cl_mem) can find
+ * the cae_ctx whose memory total to lower. Device buffers are created and
+ * released on the thread that owns the context; a handful at most. */
+#define MAX_LIVE_CTX 16
+static cae_ctx *live_ctx[MAX_LIVE_CTX];
+
+static void register_ctx(cae_ctx *ctx, int on)
+{
+    for (int i = 0; i < MAX_LIVE_CTX; i++) {
+        if (on && !live_ctx[i]) {
+            live_ctx[i] = ctx;
+            return;
+        }
+        if (!on && live_ctx[i] == ctx)
+            live_ctx[i] = NULL;
+    }
+}
+
 int cae_ctx_init(cae_ctx *ctx, const cae_ctx_options *opt)
 {
     cl_int err;
@@ -350,10 +368,21 @@ int cae_ctx_init(cae_ctx *ctx, const cae_ctx_options *opt)
     cae_gemm_choice gemm = opt ? opt->gemm : CAE_GEMM_AUTO;
 
     memset(ctx, 0, sizeof *ctx);
-    CAE_TRY(choose_device(ctx, opt ? opt->device_slot : 0));
-    CAE_TRY(query_device(ctx));
+    register_ctx(ctx, 1);
+    if (choose_device(ctx, opt ? opt->device_slot : 0) != 0) {
+        register_ctx(ctx, 0);
+        return -1;
+    }
+    if (query_device(ctx) != 0) {
+        register_ctx(ctx, 0);
+        return -1;
+    }
     ctx->context = clCreateContext(NULL, 1, &ctx->device, NULL, NULL, &err);
-    CL_CHECK(err);
+    if (err != CL_SUCCESS) {
+        cae_cl_error("clCreateContext", err, __FILE__, __LINE__);
+        register_ctx(ctx, 0);
+        return -1;
+    }
     ctx->profiling = opt ? opt->profiling : 0;
     if (ctx->profiling)
         props |= CL_QUEUE_PROFILING_ENABLE;
@@ -376,6 +405,8 @@ void cae_ctx_free(cae_ctx *ctx)
 {
     if (ctx->queue)
         clFinish(ctx->queue);
+    cae_prof_clear(ctx);
+    free(ctx->prof_events);
     cae_gemm_free(ctx);
     for (size_t i = 0; i < ctx->n_kernels; i++)
         clReleaseKernel(ctx->kernels[i].kernel);
@@ -386,6 +417,7 @@ void cae_ctx_free(cae_ctx *ctx)
         clReleaseCommandQueue(ctx->queue);
     if (ctx->context)
         clReleaseContext(ctx->context);
+    register_ctx(ctx, 0);
     memset(ctx, 0, sizeof *ctx);
 }
 
@@ -470,16 +502,43 @@ int cae_arg_local(cl_kernel k, cl_uint *index, size_t bytes)
     return set_arg(k, (*index)++, bytes, NULL, "local memory");
 }
 
+int cae_prof_record(cae_ctx *ctx, cl_event ev, const char *name)
+{
+    if (ctx->n_prof_events == ctx->cap_prof_events) {
+        size_t cap = ctx->cap_prof_events ? 2 * ctx->cap_prof_events : 1024;
+        cae_prof_event *grown = realloc(ctx->prof_events, cap * sizeof *grown);
+        if (!grown) {
+            clReleaseEvent(ev);
+            cae_errorf("out of host memory keeping profiling events");
+            return -1;
+        }
+        ctx->prof_events = grown;
+        ctx->cap_prof_events = cap;
+    }
+    snprintf(ctx->prof_events[ctx->n_prof_events].name, sizeof ctx->prof_events[0].name, "%s", name);
+    ctx->prof_events[ctx->n_prof_events++].event = ev;
+    return 0;
+}
+
+void cae_prof_clear(cae_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->n_prof_events; i++)
+        clReleaseEvent(ctx->prof_events[i].event);
+    ctx->n_prof_events = 0;
+}
+
 int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global, const size_t *local)
 {
     size_t g[3];
     cl_int err;
+    cl_event ev = NULL;
     for (cl_uint d = 0; d < dims; d++) {
         g[d] = global[d] ? global[d] : 1;
         if (local && g[d] % local[d])
             g[d] += local[d] - g[d] % local[d];
     }
-    err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL, NULL);
+    err = clEnqueueNDRangeKernel(ctx->queue, k, dims, NULL, g, local, 0, NULL,
+                                 ctx->profiling ? &ev : NULL);
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
@@ -487,6 +546,11 @@ int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global, co
         return -1;
     }
     ctx->launches++;
+    if (ev) {
+        char name[64] = "?";
+        clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
+        return cae_prof_record(ctx, ev, name);
+    }
     return 0;
 }
 
@@ -523,13 +587,35 @@ int cae_alloc(cae_ctx *ctx, size_t bytes, cl_mem *out)
         *out = NULL;
         return -1;
     }
+    ctx->dev_bytes += bytes;
+    if (ctx->dev_bytes > ctx->dev_bytes_peak)
+        ctx->dev_bytes_peak = ctx->dev_bytes;
     return 0;
+}
+
+/* Lower the memory total of the live context that owns mem (by its size,
+ * never below zero: buffers made without cae_alloc were never counted). */
+static void uncount(cl_mem mem)
+{
+    cl_context c = NULL;
+    size_t size = 0;
+    if (clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof c, &c, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL) != CL_SUCCESS)
+        return;
+    for (int i = 0; i < MAX_LIVE_CTX; i++)
+        if (live_ctx[i] && live_ctx[i]->context == c) {
+            cae_ctx *ctx = live_ctx[i];
+            ctx->dev_bytes -= size < ctx->dev_bytes ? size : ctx->dev_bytes;
+            return;
+        }
 }
 
 void cae_release(cl_mem *mem)
 {
-    if (*mem)
+    if (*mem) {
+        uncount(*mem);
         clReleaseMemObject(*mem);
+    }
     *mem = NULL;
 }
 

@@ -39,6 +39,13 @@ typedef struct cae_kernel_slot {
     cl_kernel kernel;
 } cae_kernel_slot;
 
+/* One profiled command (kept only while ctx->profiling is set): the event
+ * and the kernel's name ("gemm", "gemm_batched", "native" for host BLAS). */
+typedef struct {
+    cl_event event;
+    char name[64];
+} cae_prof_event;
+
 typedef struct cae_ctx {
     cl_platform_id platform;
     cl_device_id device;
@@ -58,8 +65,16 @@ typedef struct cae_ctx {
     cae_gemm_choice gemm;    /* resolved: CAE_GEMM_CLBLAST or CAE_GEMM_HOST */
     cl_mem gemm_temp;        /* CLBlast temporary buffer, grown on demand */
     size_t gemm_temp_bytes;
-    int profiling;           /* queue created with profiling enabled */
+    int profiling;           /* queue created with profiling enabled; while set, every
+                              * launch keeps an event in prof_events (a program may clear
+                              * it to launch without events on the profiling queue) */
     size_t launches;         /* kernels and GEMMs enqueued so far */
+    /* device memory through cae_alloc/cae_release: now and the high-water mark */
+    size_t dev_bytes, dev_bytes_peak;
+    /* while profiling is set: one event per launch, drained by profile.c
+     * (cae_profile_collect) or released by cae_prof_clear / cae_ctx_free */
+    cae_prof_event *prof_events;
+    size_t n_prof_events, cap_prof_events;
 } cae_ctx;
 
 typedef struct {
@@ -102,7 +117,15 @@ int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global,
 /* 1-D launch over n items with the kernel's preferred work-group size. */
 int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n);
 
-/* Memory. cae_alloc refuses sizes above max_alloc with a clear error. */
+/* Keep ev (a command just enqueued) under name for profiling; the event is
+ * released here if it cannot be kept. */
+int cae_prof_record(cae_ctx *ctx, cl_event ev, const char *name);
+/* Release every kept event without reading it. */
+void cae_prof_clear(cae_ctx *ctx);
+
+/* Memory. cae_alloc refuses sizes above max_alloc with a clear error.
+ * Both keep ctx->dev_bytes and dev_bytes_peak (cae_release finds the
+ * buffer's context among the live cae_ctx). */
 int cae_alloc(cae_ctx *ctx, size_t bytes, cl_mem *out);
 void cae_release(cl_mem *mem);
 int cae_write(cae_ctx *ctx, cae_buf dst, const void *src, size_t bytes);   /* blocking */
