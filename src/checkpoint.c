@@ -491,7 +491,8 @@ static int list_candidates(const char *dir, candidate **out, size_t *count)
         return -1;
     }
     closedir(d);
-    qsort(list, n, sizeof *list, candidate_cmp);
+    if (n > 0) /* list is NULL for an empty folder; qsort's must not be */
+        qsort(list, n, sizeof *list, candidate_cmp);
     *out = list;
     *count = n;
     return 0;

@@ -245,15 +245,15 @@ static int save(trainer *t, uint64_t epoch)
 }
 
 /* A file that is not a cae-cl training checkpoint (no format metadata of
- * ours): weights to start from. Unreadable files are left to the loader,
- * which reports them. */
+ * ours): weights to start from (1), or a checkpoint (0); -1 when it cannot
+ * be read (reported once, here: reading it again would repeat the line). */
 static int is_weights_file(const char *path)
 {
     cae_st_file f;
     const char *format;
     int weights;
     if (cae_st_read(&f, path) != 0)
-        return 0;
+        return -1;
     format = cae_st_meta(&f, "format");
     weights = !format || strncmp(format, "cae-cl-checkpoint-", 18) != 0;
     cae_st_free(&f);
@@ -265,6 +265,7 @@ static int resume(trainer *t)
     char found[4200];
     const char *path = t->a.resume;
     cae_ckpt_meta meta;
+    int weights;
     if (!path && t->a.auto_resume) {
         int r = cae_checkpoint_latest(t->a.output_dir, &t->model.table, found, sizeof found);
         if (r < 0)
@@ -274,7 +275,9 @@ static int resume(trainer *t)
     }
     if (!path)
         return 0;
-    if (is_weights_file(path)) {
+    if ((weights = is_weights_file(path)) < 0)
+        return -1;
+    if (weights) {
         /* an official checkpoint converted by tools/convert-checkpoint, or
          * weights alone: the model continues, the optimizer starts afresh */
         CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params, NULL, NULL,
