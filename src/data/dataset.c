@@ -516,11 +516,12 @@ static int gz_close(gzFile f, const char *path)
     return 0;
 }
 
-static int open_idx(cae_dataset *ds, const char *dirpath)
+/* prefix: "train" (60k) or "t10k" (the 10k test split) */
+static int open_idx(cae_dataset *ds, const char *dirpath, const char *prefix)
 {
     unsigned char hdr[16];
-    char *ipath = dup_printf("%s/train-images-idx3-ubyte.gz", dirpath);
-    char *lpath = dup_printf("%s/train-labels-idx1-ubyte.gz", dirpath);
+    char *ipath = dup_printf("%s/%s-images-idx3-ubyte.gz", dirpath, prefix);
+    char *lpath = dup_printf("%s/%s-labels-idx1-ubyte.gz", dirpath, prefix);
     gzFile f = NULL;
     uint32_t n, rows, cols, nl;
     int rc = -1, maxl = -1;
@@ -574,8 +575,12 @@ static int open_idx(cae_dataset *ds, const char *dirpath)
     ds->rows = (int)rows;
     ds->cols = (int)cols;
     ds->num_classes = (size_t)maxl + 1;
-    ds->describe = dup_printf("Fashion-MNIST %s: %zu images, %zu classes", dirpath, ds->n,
-                              ds->num_classes);
+    if (strcmp(prefix, "train") == 0)
+        ds->describe = dup_printf("Fashion-MNIST %s: %zu images, %zu classes", dirpath, ds->n,
+                                  ds->num_classes);
+    else
+        ds->describe = dup_printf("Fashion-MNIST %s (%s): %zu images, %zu classes", dirpath, prefix,
+                                  ds->n, ds->num_classes);
     rc = ds->describe != NULL ? 0 : -1;
 out:
     if (f != NULL)
@@ -587,6 +592,11 @@ out:
 
 int cae_dataset_open(cae_dataset **out, const char *data_path)
 {
+    return cae_dataset_open_split(out, data_path, NULL);
+}
+
+int cae_dataset_open_split(cae_dataset **out, const char *data_path, const char *split)
+{
     cae_dataset *ds = calloc(1, sizeof *ds);
     int rc;
 
@@ -597,7 +607,13 @@ int cae_dataset_open(cae_dataset **out, const char *data_path)
     }
     if (data_path == NULL || data_path[0] == '\0') {
         const char *dir = getenv("CAE_FASHION_MNIST_DIR");
-        rc = open_idx(ds, dir != NULL && dir[0] != '\0' ? dir : CAE_FASHION_MNIST_DIR);
+        int test = split != NULL && strcmp(split, "train") != 0;
+        rc = open_idx(ds, dir != NULL && dir[0] != '\0' ? dir : CAE_FASHION_MNIST_DIR,
+                      test ? "t10k" : "train");
+    } else if (split != NULL) {
+        char *sub = dup_printf("%s/%s", data_path, split);
+        rc = sub != NULL ? open_folder(ds, sub) : -1;
+        free(sub);
     } else {
         rc = open_folder(ds, data_path);
     }

@@ -18,6 +18,11 @@ typedef struct cae_dataset cae_dataset;
  * images, or a missing/corrupt IDX file, is refused with one line naming the
  * path. */
 int cae_dataset_open(cae_dataset **out, const char *data_path);
+/* The same for one split (the evaluation programs): split "train" or
+ * "val"; a folder opens data_path/split, Fashion-MNIST its 60k training
+ * ("train") or 10k test (any other split) IDX files. split NULL is
+ * cae_dataset_open. */
+int cae_dataset_open_split(cae_dataset **out, const char *data_path, const char *split);
 void cae_dataset_free(cae_dataset *ds);
 size_t cae_dataset_len(const cae_dataset *ds);
 size_t cae_dataset_num_classes(const cae_dataset *ds);

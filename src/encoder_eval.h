@@ -1,0 +1,52 @@
+/* encoder_eval.h: a frozen CAE encoder for the evaluation programs.
+ *
+ * The encoder.* tensors of the full parameter table (the same layout as
+ * training, so checkpoints and converted official weights load unchanged),
+ * either loaded (--finetune FILE) or freshly initialized with the official
+ * rules (--finetune random, the same draws as cae_model_init_weights), and a
+ * forward over ALL patches (no mask): cls + patch embeddings with the fixed
+ * sin-cos positions, the blocks, the final LayerNorm. Forward only; the
+ * activations are planned once for the batch size given to
+ * cae_encoder_eval_init and reused by every call (one block's worth, the
+ * blocks run in place on one residual stream).
+ */
+#ifndef CAE_ENCODER_EVAL_H
+#define CAE_ENCODER_EVAL_H
+
+#include "model.h"
+
+#include <stdint.h>
+
+typedef enum { CAE_POOL_CLS, CAE_POOL_MEAN } cae_pool;
+
+typedef struct {
+    cae_ctx *ctx;
+    cae_config cfg;
+    size_t B;                 /* the largest batch a forward takes */
+    cae_param_table table;    /* the whole model's table (encoder.* used) */
+    cae_arena params;
+    cae_block_w *blocks;
+    cae_buf cls_token, patch_w, patch_b;
+    cae_ln_w norm;
+    /* activations (one allocation each) */
+    cl_mem samples_mem, idx_mem, act_mem, feat_mem;
+    cae_buf samples, idx, patches, emb, cls_rows, pos, stream, out, out_mean, out_rstd;
+    cae_buf pooled;           /* [B, D] */
+    cae_block_acts acts;
+} cae_encoder_eval;
+
+/* Plan the encoder for batches of up to `batch` images of cfg's size. */
+int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch);
+void cae_encoder_eval_free(cae_encoder_eval *e);
+
+/* "random": the official initialization from seed; anything else: a
+ * checkpoint or weights .safetensors holding (at least) the encoder.*
+ * tensors of this configuration. */
+int cae_encoder_eval_load(cae_encoder_eval *e, const char *finetune, uint64_t seed);
+
+/* features [n, D] (host) of n <= B images [n,3,S,S] (host, normalized):
+ * the cls token of the final norm, or the mean of the patch tokens. */
+int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n, cae_pool pool,
+                             float *features);
+
+#endif
