@@ -3,14 +3,14 @@
 # check-sanitizers passes a fresh distdir, so this works from a tree that is
 # itself configured in place) in BUILD with --enable-sanitizers (ASan, UBSan,
 # LSan), build the host-side suites (safetensors, data pipeline, augmentation
-# and masking, checkpoint I/O) and the programs, run each suite and
+# and masking, checkpoint I/O, optimizer and schedules) and the programs, run each suite and
 # tests/bad-inputs.sh (the argument parser and every loader on bad input);
 # fails on a failed test or on any sanitizer report.
 set -eu
 [ $# -eq 2 ] || { echo "usage: $0 SRC BUILD" >&2; exit 2; }
 src=$(cd "$1" && pwd)
 build=$2
-suites="tests/test_safetensors tests/test_data tests/test_augment tests/test_checkpoint"
+suites="tests/test_safetensors tests/test_data tests/test_augment tests/test_checkpoint tests/test_optim"
 scripts="tests/bad-inputs.sh"
 
 rm -rf "$build"

@@ -64,7 +64,16 @@ static const float *fx_tensor(const cae_st_file *f, size_t n, const char *fmt, .
     return t->data;
 }
 
-static const double *fx_f64(const cae_st_file *f, const char *name, size_t n)
+/* Fixture doubles may sit at any 4-byte boundary in the file: read them
+ * with memcpy, never through a double pointer. */
+static double f64_at(const void *data, size_t i)
+{
+    double v;
+    memcpy(&v, (const char *)data + 8 * i, sizeof v);
+    return v;
+}
+
+static const void *fx_f64(const cae_st_file *f, const char *name, size_t n)
 {
     const cae_st_tensor *t = cae_st_find(f, name);
     ck_assert_msg(t != NULL, "fixture lacks %s", name);
@@ -330,16 +339,16 @@ static void prepare_step(optim_env *e, const cae_st_file *f, int k, cae_adamw_hp
     char prefix[32];
     cae_schedule lr = parse_schedule(cae_st_meta(f, "lr_schedule"));
     cae_schedule wd = parse_schedule(cae_st_meta(f, "wd_schedule"));
-    const double *lrs = fx_f64(f, "lr", STEPS), *wds = fx_f64(f, "weight_decay", STEPS);
+    const void *lrs = fx_f64(f, "lr", STEPS), *wds = fx_f64(f, "weight_decay", STEPS);
     snprintf(prefix, sizeof prefix, "grad/%d", k);
     ck_assert_int_eq(cae_arena_zero(tu_ctx(), &e->t, &e->grads), 0);
     write_tensors(e, &e->grads, f, prefix);
     h->lr = cae_schedule_at(&lr, (size_t)k);
     h->weight_decay = cae_schedule_at(&wd, (size_t)k);
     /* the schedule is numpy's to the bit */
-    ck_assert_msg(h->lr == lrs[k], "lr at step %d: %.17g, numpy %.17g", k, h->lr, lrs[k]);
-    ck_assert_msg(h->weight_decay == wds[k], "wd at step %d: %.17g, numpy %.17g", k,
-                  h->weight_decay, wds[k]);
+    ck_assert_msg(h->lr == f64_at(lrs, k), "lr at step %d: %.17g, numpy %.17g", k, h->lr, f64_at(lrs, k));
+    ck_assert_msg(h->weight_decay == f64_at(wds, k), "wd at step %d: %.17g, numpy %.17g", k,
+                  h->weight_decay, f64_at(wds, k));
 }
 
 static void check_norm(optim_env *e, const cae_st_file *f, const char *run, int k)
@@ -597,16 +606,16 @@ START_TEST(test_schedule_fixture)
     for (size_t i = 0; i < f.n_tensors; i++) {
         const cae_st_tensor *st = &f.tensors[i];
         cae_schedule s = parse_schedule(cae_st_meta(&f, st->name));
-        const double *want = fx_f64(&f, st->name, st->numel);
+        const void *want = fx_f64(&f, st->name, st->numel);
         ck_assert_uint_eq(st->numel, s.epochs * s.niter_per_ep);
         for (size_t it = 0; it < st->numel; it++) {
             double got = cae_schedule_at(&s, it);
-            ck_assert_msg(got == want[it], "%s[%zu]: %.17g, numpy %.17g", st->name, it, got,
-                          want[it]);
+            ck_assert_msg(got == f64_at(want, it), "%s[%zu]: %.17g, numpy %.17g", st->name, it, got,
+                          f64_at(want, it));
         }
         /* past the end: the last value */
-        ck_assert(cae_schedule_at(&s, st->numel) == want[st->numel - 1]);
-        ck_assert(cae_schedule_at(&s, st->numel + 1000) == want[st->numel - 1]);
+        ck_assert(cae_schedule_at(&s, st->numel) == f64_at(want, st->numel - 1));
+        ck_assert(cae_schedule_at(&s, st->numel + 1000) == f64_at(want, st->numel - 1));
         cases++;
     }
     ck_assert_uint_ge(cases, 5);
