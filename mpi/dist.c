@@ -2,25 +2,13 @@
 #include "dist.h"
 
 #include "errors.h"
+#include "mpi_check.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MPI_TRY(call)                                                          \
-    do {                                                                       \
-        int mpi_err_ = (call);                                                 \
-        if (mpi_err_ != MPI_SUCCESS) {                                         \
-            char mpi_msg_[MPI_MAX_ERROR_STRING];                               \
-            int mpi_len_ = 0;                                                  \
-            MPI_Error_string(mpi_err_, mpi_msg_, &mpi_len_);                   \
-            cae_errorf("%s failed: %s (%s:%d)", #call, mpi_msg_, __FILE__,     \
-                       __LINE__);                                              \
-            return -1;                                                         \
-        }                                                                      \
-    } while (0)
 
 /* Element `index` (modulo their count) of a comma-separated list, written
  * into out; a value without commas is every rank's. */
