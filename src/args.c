@@ -339,6 +339,37 @@ int cae_args_parse(cae_args *a, int argc, char **argv)
     return 0;
 }
 
+int cae_args_choose_target(cae_args *a, int random_labels)
+{
+    const char *type = a->discrete_vae_type;
+    int grid = a->model.input_size / a->model.patch_size;
+    if (!type)
+        type = (a->discrete_vae_weight_path || random_labels) ? "dall-e" : "pixel";
+    if (strcmp(type, "pixel") == 0) {
+        a->model.pixel_target = 1;
+        a->model.norm_pix_loss = a->norm_pix_loss;
+        a->second_input_size = 0;
+        return 0;
+    }
+    if (strcmp(type, "dall-e") != 0) {
+        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", type);
+        return -1;
+    }
+    if (random_labels)
+        return 0;
+    if (!a->discrete_vae_weight_path) {
+        cae_errorf("--discrete_vae_type dall-e needs --discrete_vae_weight_path (tools/convert-dall-e "
+                   "makes it from the official encoder.pkl)");
+        return -1;
+    }
+    if (a->second_input_size != 8 * grid) {
+        cae_errorf("--second_input_size %d: the DALL-E tokenizer needs 8 x the patch grid (%d)",
+                   a->second_input_size, 8 * grid);
+        return -1;
+    }
+    return 0;
+}
+
 void cae_args_usage(FILE *out, const char *program, const char *extra)
 {
     fprintf(out, "usage: %s [flags]\n%s\nflags (official CAE names; unused ones are accepted):\n",

@@ -48,6 +48,14 @@ typedef struct {
 /* Defaults, then argv; the --model preset applies before the size flags,
  * wherever it appears. Returns 0, or -1 after one line naming the flag. */
 int cae_args_parse(cae_args *a, int argc, char **argv);
+/* Decide the target from --discrete_vae_type and --discrete_vae_weight_path:
+ * the DALL-E tokenizer's labels when its weights are given, else the
+ * masked patches' pixels (model.pixel_target, norm_pix_loss, and no
+ * tokenizer view). random_labels: token labels come from elsewhere
+ * (cae-cl-bench --synthetic), so dall-e is the default and needs no weights.
+ * -1 with one line naming the flag on a bad combination. */
+int cae_args_choose_target(cae_args *a, int random_labels);
+
 /* The flag reference for --help. */
 void cae_args_usage(FILE *out, const char *program, const char *extra);
 

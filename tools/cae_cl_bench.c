@@ -11,8 +11,7 @@
  * profiled steps for the op table (events add per-launch overhead).
  */
 #include "args.h"
-#include "data/loader.h"
-#include "data/masking.h"
+#include "data/loader_args.h"
 #include "errors.h"
 #include "flops.h"
 #include "gemm.h"
@@ -25,7 +24,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define PROFILED_STEPS 2
 #define SYNTH_BATCHES 4 /* distinct synthetic batches, used in turn */
@@ -58,17 +56,6 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static int mask_cfg(const cae_args *a, cae_mask_cfg *m)
-{
-    memset(m, 0, sizeof *m);
-    m->grid = a->model.input_size / a->model.patch_size;
-    m->num_masking = a->model.num_mask_patches;
-    m->block = strcmp(a->mask_generator, "random") != 0;
-    m->min_per_block = a->min_mask_patches_per_block;
-    m->max_per_block = a->max_mask_patches_per_block;
-    return cae_mask_check(m);
-}
-
 static int make_synthetic(bench *b)
 {
     const cae_config *c = &b->a.model;
@@ -76,7 +63,7 @@ static int make_synthetic(bench *b)
     size_t M = (size_t)c->num_mask_patches, n_img = SYNTH_BATCHES * B * 3 * S * S;
     uint64_t s = (uint64_t)b->a.seed * 7919 + 1;
     cae_mask_cfg mc;
-    CAE_TRY(mask_cfg(&b->a, &mc));
+    CAE_TRY(cae_mask_cfg_from_args(&b->a, &mc));
     b->samples = malloc(n_img * sizeof *b->samples);
     b->masks = malloc(SYNTH_BATCHES * B * N);
     b->labels = malloc(SYNTH_BATCHES * B * M * sizeof *b->labels);
@@ -93,67 +80,15 @@ static int make_synthetic(bench *b)
     return 0;
 }
 
-/* The target, as cae-cl-train decides it (synthetic: token labels, unless
- * --discrete_vae_type pixel). */
-static int choose_target(bench *b)
-{
-    cae_args *a = &b->a;
-    const char *type = a->discrete_vae_type;
-    if (!type)
-        type = (a->discrete_vae_weight_path || a->synthetic) ? "dall-e" : "pixel";
-    if (strcmp(type, "pixel") == 0) {
-        a->model.pixel_target = 1;
-        a->model.norm_pix_loss = a->norm_pix_loss;
-        a->second_input_size = 0;
-        return 0;
-    }
-    if (strcmp(type, "dall-e") != 0) {
-        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", type);
-        return -1;
-    }
-    if (a->synthetic)
-        return 0; /* random labels stand in for the tokenizer */
-    if (!a->discrete_vae_weight_path) {
-        cae_errorf("--discrete_vae_type dall-e needs --discrete_vae_weight_path (or --synthetic)");
-        return -1;
-    }
-    if (a->second_input_size != 8 * (a->model.input_size / a->model.patch_size)) {
-        cae_errorf("--second_input_size %d: the DALL-E tokenizer needs 8 x the patch grid (%d)",
-                   a->second_input_size, 8 * (a->model.input_size / a->model.patch_size));
-        return -1;
-    }
-    return 0;
-}
-
 static int open_data(bench *b)
 {
-    cae_args *a = &b->a;
     cae_loader_cfg lc;
-    memset(&lc, 0, sizeof lc);
-    CAE_TRY(cae_dataset_open(&b->ds, a->data_path));
+    CAE_TRY(cae_dataset_open(&b->ds, b->a.data_path));
     printf("data: %s\n", cae_dataset_describe(b->ds));
-    lc.ds = b->ds;
-    lc.aug.input_size = a->model.input_size;
-    lc.aug.second_input_size = a->second_input_size;
-    lc.aug.crop_min = a->crop_min_size;
-    lc.aug.crop_max = a->crop_max_size;
-    CAE_TRY(cae_filter_parse(a->train_interpolation, &lc.aug.interp));
-    CAE_TRY(cae_filter_parse(a->second_interpolation, &lc.aug.second_interp));
-    lc.aug.color_jitter = a->color_jitter;
-    lc.aug.imagenet_mean_std = a->imagenet_default_mean_and_std;
-    CAE_TRY(mask_cfg(a, &lc.mask));
-    lc.batch_size = (size_t)a->batch_size;
-    lc.num_workers = a->num_workers;
-    lc.seed = (uint64_t)a->seed;
-    lc.rank = 0;
-    lc.world_size = 1;
-    lc.ring = a->num_workers > 0 ? 2 * a->num_workers : 1;
+    CAE_TRY(cae_loader_cfg_from_args(&b->a, b->ds, 0, 1, &lc));
+    /* cae_loader_new refuses a data set smaller than one global batch */
     CAE_TRY(cae_loader_new(&b->loader, &lc));
     b->steps_per_epoch = cae_loader_steps_per_epoch(b->loader);
-    if (b->steps_per_epoch == 0) {
-        cae_errorf("--batch_size %d: larger than the data set", a->batch_size);
-        return -1;
-    }
     return cae_loader_start(b->loader, 0, 0);
 }
 
@@ -203,7 +138,8 @@ static int setup(bench *b)
     cae_ctx_options opt = {.gemm = a->gemm, .profiling = 1};
     char desc[512];
 
-    CAE_TRY(choose_target(b));
+    /* as cae-cl-train decides it; --synthetic draws token labels */
+    CAE_TRY(cae_args_choose_target(&b->a, b->a.synthetic));
     CAE_TRY(cae_config_finish(&a->model));
     if (a->synthetic)
         CAE_TRY(make_synthetic(b));

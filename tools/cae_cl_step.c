@@ -14,7 +14,6 @@
 #include "step_io.h"
 
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #define TOLERANCE 1e-4
@@ -40,13 +39,6 @@ static int run(const cae_args *a)
 
     if (a->batch && cae_step_batch_size(a->batch, &batch) != 0)
         return 1;
-    if (a->discrete_vae_type && strcmp(a->discrete_vae_type, "pixel") == 0) {
-        cfg.pixel_target = 1;
-        cfg.norm_pix_loss = a->norm_pix_loss;
-    } else if (a->discrete_vae_type && strcmp(a->discrete_vae_type, "dall-e") != 0) {
-        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", a->discrete_vae_type);
-        return 1;
-    }
     if (cae_config_finish(&cfg) != 0)
         return 1;
     if (cae_ctx_init(&ctx, &opt) != 0)
@@ -119,5 +111,8 @@ int main(int argc, char **argv)
     }
     if (a.list_devices)
         return cae_list_devices(stdout) == 0 ? 0 : 1;
+    /* token labels come from the batch file: no tokenizer is needed */
+    if (cae_args_choose_target(&a, 1) != 0)
+        return 1;
     return run(&a);
 }

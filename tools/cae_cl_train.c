@@ -17,7 +17,7 @@
 #include "allreduce.h"
 #include "args.h"
 #include "checkpoint.h"
-#include "data/loader.h"
+#include "data/loader_args.h"
 #include "dist.h"
 #include "errors.h"
 #include "model.h"
@@ -106,78 +106,27 @@ static void record_cmdline(trainer *t, int argc, char **argv)
 static int choose_target(trainer *t)
 {
     cae_args *a = &t->a;
-    const char *type = a->discrete_vae_type;
-    if (!type)
-        type = a->discrete_vae_weight_path ? "dall-e" : "pixel";
-    if (strcmp(type, "pixel") == 0) {
-        a->model.pixel_target = 1;
-        a->model.norm_pix_loss = a->norm_pix_loss;
-        a->second_input_size = 0;
-        if (t->dist.rank == 0)
-            printf("target: pixels of the masked patches%s (no tokenizer)\n",
-                   a->norm_pix_loss ? ", each normalized" : "");
+    CAE_TRY(cae_args_choose_target(a, 0));
+    if (t->dist.rank != 0)
         return 0;
-    }
-    if (strcmp(type, "dall-e") != 0) {
-        cae_errorf("--discrete_vae_type %s: expected dall-e or pixel", type);
-        return -1;
-    }
-    if (!a->discrete_vae_weight_path) {
-        cae_errorf("--discrete_vae_type dall-e needs --discrete_vae_weight_path (tools/convert-dall-e "
-                   "makes it from the official encoder.pkl)");
-        return -1;
-    }
-    if (a->second_input_size != 8 * (a->model.input_size / a->model.patch_size)) {
-        cae_errorf("--second_input_size %d: the DALL-E tokenizer needs 8 x the patch grid (%d)",
-                   a->second_input_size, 8 * (a->model.input_size / a->model.patch_size));
-        return -1;
-    }
-    if (t->dist.rank == 0)
+    if (a->model.pixel_target)
+        printf("target: pixels of the masked patches%s (no tokenizer)\n",
+               a->norm_pix_loss ? ", each normalized" : "");
+    else
         printf("target: DALL-E tokenizer %s\n", a->discrete_vae_weight_path);
     return 0;
 }
 
 static int open_data(trainer *t)
 {
-    cae_args *a = &t->a;
     cae_loader_cfg lc;
-    memset(&lc, 0, sizeof lc);
-    CAE_TRY(cae_dataset_open(&t->ds, a->data_path));
+    CAE_TRY(cae_dataset_open(&t->ds, t->a.data_path));
     if (t->dist.rank == 0)
         printf("data: %s\n", cae_dataset_describe(t->ds));
-    lc.ds = t->ds;
-    lc.aug.input_size = a->model.input_size;
-    lc.aug.second_input_size = a->second_input_size;
-    lc.aug.crop_min = a->crop_min_size;
-    lc.aug.crop_max = a->crop_max_size;
-    CAE_TRY(cae_filter_parse(a->train_interpolation, &lc.aug.interp));
-    CAE_TRY(cae_filter_parse(a->second_interpolation, &lc.aug.second_interp));
-    lc.aug.color_jitter = a->color_jitter;
-    lc.aug.imagenet_mean_std = a->imagenet_default_mean_and_std;
-    lc.mask.grid = a->model.input_size / a->model.patch_size;
-    lc.mask.num_masking = a->model.num_mask_patches;
-    if (strcmp(a->mask_generator, "block") == 0)
-        lc.mask.block = 1;
-    else if (strcmp(a->mask_generator, "random") != 0) {
-        cae_errorf("--mask_generator %s: expected block or random", a->mask_generator);
-        return -1;
-    }
-    lc.mask.min_per_block = a->min_mask_patches_per_block;
-    lc.mask.max_per_block = a->max_mask_patches_per_block;
-    CAE_TRY(cae_mask_check(&lc.mask));
-    lc.batch_size = (size_t)a->batch_size;
-    lc.num_workers = a->num_workers;
-    lc.seed = (uint64_t)a->seed;
-    lc.rank = t->dist.rank;
-    lc.world_size = t->dist.world;
-    lc.ring = a->num_workers > 0 ? 2 * a->num_workers : 1;
+    CAE_TRY(cae_loader_cfg_from_args(&t->a, t->ds, t->dist.rank, t->dist.world, &lc));
+    /* cae_loader_new refuses a data set smaller than one global batch */
     CAE_TRY(cae_loader_new(&t->loader, &lc));
     t->steps_per_epoch = cae_loader_steps_per_epoch(t->loader);
-    if (t->steps_per_epoch == 0) {
-        cae_errorf("--batch_size %d x %d ranks: larger than the data set (%zu images)",
-                   a->batch_size, t->dist.world, cae_dataset_len(t->ds));
-        return -1;
-    }
     return 0;
 }
 
