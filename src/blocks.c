@@ -2,8 +2,9 @@
  *
  * Self-attention block (encoder and decoder), pre-norm:
  *     x = x + g1 * Attn(LN1(x));  x = x + g2 * MLP(LN2(x))
- * Attn: qkv linear without bias, bias [q_bias, 0, v_bias], q scaled by
- * dh^-0.5, softmax over keys, proj with bias.
+ * Attn: qkv linear without bias, bias [q_bias, 0, v_bias], scores scaled by
+ * dh^-0.5, softmax over keys, proj with bias; the heads are read and written
+ * in place in the linears' outputs (src/ops/mha.c).
  *
  * Regressor block (cross-attention, DESIGN.md §1):
  *     kv = concat(z, q)
@@ -21,21 +22,37 @@
 
 #include <math.h>
 
+/* the qkv bias [q_bias, 0, v_bias] on the q and v column blocks */
+static int qkv_bias_add(cae_ctx *ctx, const cae_block_w *w, cae_buf qkv, size_t T, size_t C)
+{
+    if (w->q_bias.mem != NULL)
+        CAE_TRY(cae_bias_add_ld(ctx, qkv, 3 * C, w->q_bias, T, C));
+    if (w->v_bias.mem != NULL)
+        CAE_TRY(cae_bias_add_ld(ctx, cae_buf_at(qkv, 2 * C), 3 * C, w->v_bias, T, C));
+    return 0;
+}
+
+static cae_mha_dims self_dims(const cae_block_dims *d)
+{
+    size_t dh = d->C / d->H;
+    cae_mha_dims md = {d->B, d->H, d->N, d->N, dh, (float)(1.0 / sqrt((double)dh))};
+    return md;
+}
+
 int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae_buf x_out,
                       cae_buf x_in, const cae_block_dims *d, cae_buf drop1, cae_buf drop2)
 {
-    size_t T = d->B * d->N, C = d->C, H = d->H, dh = C / H, hid = d->hidden;
-    float scale = (float)(1.0 / sqrt((double)dh));
+    size_t T = d->B * d->N, C = d->C, hid = d->hidden;
+    cae_mha_dims md = self_dims(d);
 
-    /* attention branch */
+    /* attention branch: q, k, v stay column blocks of the qkv output */
     CAE_TRY(cae_layernorm_forward(ctx, a->ln1, a->ln1_mean, a->ln1_rstd, x_in, w->norm1.w,
                                   w->norm1.b, T, C));
     CAE_TRY(cae_linear_forward(ctx, a->qkv, a->ln1, w->qkv_w, cae_buf_null(), T, C, 3 * C));
-    CAE_TRY(cae_heads_split(ctx, a->q, a->qkv, 3 * C, 0, w->q_bias, scale, d->B, d->N, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->k, a->qkv, 3 * C, C, cae_buf_null(), 1.0f, d->B, d->N, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->v, a->qkv, 3 * C, 2 * C, w->v_bias, 1.0f, d->B, d->N, H, dh));
-    CAE_TRY(cae_attention_forward(ctx, a->o, a->p, a->q, a->k, a->v, d->B * H, d->N, d->N, dh));
-    CAE_TRY(cae_heads_merge(ctx, a->merged, a->o, d->B, d->N, H, dh));
+    CAE_TRY(qkv_bias_add(ctx, w, a->qkv, T, C));
+    CAE_TRY(cae_mha_forward(ctx, &md, cae_tok_of(a->merged, C), a->p, cae_tok_of(a->qkv, 3 * C),
+                            cae_tok_of(cae_buf_at(a->qkv, C), 3 * C),
+                            cae_tok_of(cae_buf_at(a->qkv, 2 * C), 3 * C)));
     CAE_TRY(cae_linear_forward(ctx, a->attn, a->merged, w->proj.w, w->proj.b, T, C, C));
     CAE_TRY(cae_copy(ctx, a->x_mid, x_in, T * C));
     CAE_TRY(cae_residual_forward(ctx, a->x_mid, a->attn, w->gamma1, drop1, T, C, d->N));
@@ -53,8 +70,8 @@ int cae_block_backward(cae_ctx *ctx, const cae_block_w *w, const cae_block_w *g,
                        const cae_block_acts *a, cae_buf dx, cae_buf x_in, const cae_block_dims *d,
                        cae_buf drop1, cae_buf drop2, const cae_scratch *s)
 {
-    size_t T = d->B * d->N, C = d->C, H = d->H, dh = C / H, hid = d->hidden;
-    float scale = (float)(1.0 / sqrt((double)dh));
+    size_t T = d->B * d->N, C = d->C, hid = d->hidden;
+    cae_mha_dims md = self_dims(d);
 
     /* MLP branch: dx is d(out) */
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma2, dx, a->mlp, w->gamma2, drop2, T, C, d->N));
@@ -69,28 +86,37 @@ int cae_block_backward(cae_ctx *ctx, const cae_block_w *w, const cae_block_w *g,
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma1, dx, a->attn, w->gamma1, drop1, T, C, d->N));
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->proj.w, g->proj.b, s->d1, a->merged, w->proj.w, T, C,
                                 C, 0));
-    CAE_TRY(cae_heads_merge_backward(ctx, s->dout, s->d2, d->B, d->N, H, dh));
-    CAE_TRY(cae_attention_backward(ctx, s->dqh, s->dkh, s->dvh, s->dp, s->dout, a->p, a->q, a->k,
-                                   a->v, d->B * H, d->N, d->N, dh));
-    CAE_TRY(cae_heads_split_backward(ctx, s->dqkv, 3 * C, 0, g->q_bias, s->dqh, scale, d->B, d->N,
-                                     H, dh, 0));
-    CAE_TRY(cae_heads_split_backward(ctx, s->dqkv, 3 * C, C, cae_buf_null(), s->dkh, 1.0f, d->B,
-                                     d->N, H, dh, 0));
-    CAE_TRY(cae_heads_split_backward(ctx, s->dqkv, 3 * C, 2 * C, g->v_bias, s->dvh, 1.0f, d->B,
-                                     d->N, H, dh, 0));
+    /* d(merged) in d2 -> dq, dk, dv straight into the column blocks of dqkv */
+    CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(s->dqkv, 3 * C),
+                             cae_tok_of(cae_buf_at(s->dqkv, C), 3 * C),
+                             cae_tok_of(cae_buf_at(s->dqkv, 2 * C), 3 * C), s->dp,
+                             cae_tok_of(s->d2, C), cae_tok_of(a->merged, C), a->p,
+                             cae_tok_of(a->qkv, 3 * C), cae_tok_of(cae_buf_at(a->qkv, C), 3 * C),
+                             cae_tok_of(cae_buf_at(a->qkv, 2 * C), 3 * C)));
+    if (g->q_bias.mem != NULL)
+        CAE_TRY(cae_colsum_add_ld(ctx, g->q_bias, s->dqkv, 3 * C, T, C));
+    if (g->v_bias.mem != NULL)
+        CAE_TRY(cae_colsum_add_ld(ctx, g->v_bias, cae_buf_at(s->dqkv, 2 * C), 3 * C, T, C));
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->qkv_w, cae_buf_null(), s->dqkv, a->ln1, w->qkv_w, T,
                                 C, 3 * C, 0));
     return cae_layernorm_backward(ctx, dx, g->norm1.w, g->norm1.b, s->d2, x_in, w->norm1.w,
                                   a->ln1_mean, a->ln1_rstd, T, C, 1);
 }
 
+static cae_mha_dims cross_dims(const cae_rblock_dims *d)
+{
+    size_t dh = d->C / d->H;
+    cae_mha_dims md = {d->B, d->H, d->M, d->V + d->M, dh, (float)(1.0 / sqrt((double)dh))};
+    return md;
+}
+
 int cae_rblock_forward(cae_ctx *ctx, const cae_rblock_w *w, cae_rblock_acts *a, cae_buf q_out,
                        cae_buf q_in, cae_buf z, cae_buf p_mask, cae_buf pk,
                        const cae_rblock_dims *d, cae_buf drop1, cae_buf drop2)
 {
-    size_t B = d->B, V = d->V, M = d->M, C = d->C, H = d->H, dh = C / H, hid = d->hidden;
+    size_t B = d->B, V = d->V, M = d->M, C = d->C, hid = d->hidden;
     size_t Q = B * M, KV = B * (V + M);
-    float scale = (float)(1.0 / sqrt((double)dh));
+    cae_mha_dims md = cross_dims(d);
 
     /* keys and values see the visible latents and the current queries */
     CAE_TRY(cae_copy_blocks(ctx, a->kv, (V + M) * C, z, V * C, B, V * C, 0));
@@ -104,15 +130,12 @@ int cae_rblock_forward(cae_ctx *ctx, const cae_rblock_w *w, cae_rblock_acts *a, 
     /* values get no position embedding */
     CAE_TRY(cae_layernorm_forward(ctx, a->lnv, a->lnv_mean, a->lnv_rstd, a->kv, w->norm_v.w,
                                   w->norm_v.b, KV, C));
-    CAE_TRY(cae_linear_forward(ctx, a->qp, a->lnq, w->q_w, cae_buf_null(), Q, C, C));
-    CAE_TRY(cae_linear_forward(ctx, a->kp, a->lnk, w->k_w, cae_buf_null(), KV, C, C));
-    CAE_TRY(cae_linear_forward(ctx, a->vp, a->lnv, w->v_w, cae_buf_null(), KV, C, C));
     /* q gets q_bias, v gets v_bias, k none */
-    CAE_TRY(cae_heads_split(ctx, a->qh, a->qp, C, 0, w->q_bias, scale, B, M, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->kh, a->kp, C, 0, cae_buf_null(), 1.0f, B, V + M, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->vh, a->vp, C, 0, w->v_bias, 1.0f, B, V + M, H, dh));
-    CAE_TRY(cae_attention_forward(ctx, a->o, a->p, a->qh, a->kh, a->vh, B * H, M, V + M, dh));
-    CAE_TRY(cae_heads_merge(ctx, a->merged, a->o, B, M, H, dh));
+    CAE_TRY(cae_linear_forward(ctx, a->qp, a->lnq, w->q_w, w->q_bias, Q, C, C));
+    CAE_TRY(cae_linear_forward(ctx, a->kp, a->lnk, w->k_w, cae_buf_null(), KV, C, C));
+    CAE_TRY(cae_linear_forward(ctx, a->vp, a->lnv, w->v_w, w->v_bias, KV, C, C));
+    CAE_TRY(cae_mha_forward(ctx, &md, cae_tok_of(a->merged, C), a->p, cae_tok_of(a->qp, C),
+                            cae_tok_of(a->kp, C), cae_tok_of(a->vp, C)));
     CAE_TRY(cae_linear_forward(ctx, a->attn, a->merged, w->proj.w, w->proj.b, Q, C, C));
     CAE_TRY(cae_copy(ctx, a->x, q_in, Q * C));
     CAE_TRY(cae_residual_forward(ctx, a->x, a->attn, w->gamma1, drop1, Q, C, M));
@@ -131,9 +154,9 @@ int cae_rblock_backward(cae_ctx *ctx, const cae_rblock_w *w, const cae_rblock_w 
                         const cae_rblock_dims *d, cae_buf drop1, cae_buf drop2, cae_buf dkv,
                         const cae_scratch *s)
 {
-    size_t B = d->B, V = d->V, M = d->M, C = d->C, H = d->H, dh = C / H, hid = d->hidden;
+    size_t B = d->B, V = d->V, M = d->M, C = d->C, hid = d->hidden;
     size_t Q = B * M, KV = B * (V + M);
-    float scale = (float)(1.0 / sqrt((double)dh));
+    cae_mha_dims md = cross_dims(d);
     (void)q_in;
 
     /* q_out = x2 + g2 * MLP(x2): dq becomes d(x2) */
@@ -151,26 +174,23 @@ int cae_rblock_backward(cae_ctx *ctx, const cae_rblock_w *w, const cae_rblock_w 
     CAE_TRY(cae_copy(ctx, dq, s->d2, Q * C));
     CAE_TRY(cae_linear_backward(ctx, s->d3, g->proj.w, g->proj.b, s->d1, a->merged, w->proj.w, Q,
                                 C, C, 0));
-    CAE_TRY(cae_heads_merge_backward(ctx, s->dout, s->d3, B, M, H, dh));
-    CAE_TRY(cae_attention_backward(ctx, s->dqh, s->dkh, s->dvh, s->dp, s->dout, a->p, a->qh, a->kh,
-                                   a->vh, B * H, M, V + M, dh));
+    /* d(merged) in d3 -> the gradients of the projected q, k, v */
+    CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(s->dqh, C), cae_tok_of(s->dkh, C),
+                             cae_tok_of(s->dvh, C), s->dp, cae_tok_of(s->d3, C),
+                             cae_tok_of(a->merged, C), a->p, cae_tok_of(a->qp, C),
+                             cae_tok_of(a->kp, C), cae_tok_of(a->vp, C)));
     /* queries: LNq(q + p_mask) */
-    CAE_TRY(cae_heads_split_backward(ctx, s->d1, C, 0, g->q_bias, s->dqh, scale, B, M, H, dh, 0));
-    CAE_TRY(cae_linear_backward(ctx, s->d3, g->q_w, cae_buf_null(), s->d1, a->lnq, w->q_w, Q, C,
-                                C, 0));
+    CAE_TRY(cae_linear_backward(ctx, s->d3, g->q_w, g->q_bias, s->dqh, a->lnq, w->q_w, Q, C, C, 0));
     CAE_TRY(cae_layernorm_backward(ctx, dq, g->norm_q.w, g->norm_q.b, s->d3, a->qpos, w->norm_q.w,
                                    a->lnq_mean, a->lnq_rstd, Q, C, 1));
     /* keys: LNk(kv + pk) */
-    CAE_TRY(cae_heads_split_backward(ctx, s->d1, C, 0, cae_buf_null(), s->dkh, 1.0f, B, V + M, H,
-                                     dh, 0));
-    CAE_TRY(cae_linear_backward(ctx, s->d2, g->k_w, cae_buf_null(), s->d1, a->lnk, w->k_w, KV, C,
+    CAE_TRY(cae_linear_backward(ctx, s->d2, g->k_w, cae_buf_null(), s->dkh, a->lnk, w->k_w, KV, C,
                                 C, 0));
     CAE_TRY(cae_layernorm_backward(ctx, dkv, g->norm_k.w, g->norm_k.b, s->d2, a->kpos, w->norm_k.w,
                                    a->lnk_mean, a->lnk_rstd, KV, C, 0));
     /* values: LNv(kv) */
-    CAE_TRY(cae_heads_split_backward(ctx, s->d1, C, 0, g->v_bias, s->dvh, 1.0f, B, V + M, H, dh, 0));
-    CAE_TRY(cae_linear_backward(ctx, s->d2, g->v_w, cae_buf_null(), s->d1, a->lnv, w->v_w, KV, C,
-                                C, 0));
+    CAE_TRY(cae_linear_backward(ctx, s->d2, g->v_w, g->v_bias, s->dvh, a->lnv, w->v_w, KV, C, C,
+                                0));
     CAE_TRY(cae_layernorm_backward(ctx, dkv, g->norm_v.w, g->norm_v.b, s->d2, a->kv, w->norm_v.w,
                                    a->lnv_mean, a->lnv_rstd, KV, C, 1));
     /* kv = concat(z, q_in) */

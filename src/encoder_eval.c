@@ -98,6 +98,7 @@ int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *c
     if (alloc_buf(ctx, &e->samples_mem, &e->samples, B * 3 * S * S) != 0 ||
         alloc_buf(ctx, &e->idx_mem, &e->idx, B * N) != 0)
         goto fail;
+    cae_mha_dims md = {B, H, N + 1, N + 1, D / H, 1.0f};
 #define TAKE(slot, n) (take(&used, slot, n), slots[n_slots++] = slot)
     TAKE(&e->pos, (N + 1) * D);
     TAKE(&e->patches, B * N * 3 * P * P);
@@ -112,11 +113,7 @@ int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *c
     TAKE(&a->ln1_mean, T);
     TAKE(&a->ln1_rstd, T);
     TAKE(&a->qkv, T * 3 * D);
-    TAKE(&a->q, T * D);
-    TAKE(&a->k, T * D);
-    TAKE(&a->v, T * D);
-    TAKE(&a->p, B * H * (N + 1) * (N + 1));
-    TAKE(&a->o, T * D);
+    TAKE(&a->p, cae_mha_saved_elems(ctx, &md));
     TAKE(&a->merged, T * D);
     TAKE(&a->attn, T * D);
     TAKE(&a->x_mid, T * D);

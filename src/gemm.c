@@ -7,6 +7,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <clblast_c.h>
 #include <string.h>
 
@@ -28,6 +29,8 @@ typedef struct {
     float *c;
     size_t m, n, k, lda, ldb, ldc;
     size_t stride_a, stride_b, stride_c, batch;
+    /* an outer batch around the inner one (1 when flat) */
+    size_t outer_a, outer_b, outer_c, outer;
     float alpha, beta;
     int trans_a, trans_b;
 } host_gemm_args;
@@ -38,15 +41,74 @@ typedef struct {
 static int host_threads = 1, host_threads_limit = 0;
 #define HOST_GEMM_THREADED_MACS ((size_t)1 << 22)
 
+/* GEMMs [first, last) of the grid, in grid order (outer, then inner) */
+static void host_gemm_range(const host_gemm_args *g, size_t first, size_t last)
+{
+    for (size_t idx = first; idx < last; idx++) {
+        const size_t o = idx / g->batch, i = idx - o * g->batch;
+        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                    g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
+                    g->alpha, g->a + o * g->outer_a + i * g->stride_a, (int)g->lda,
+                    g->b + o * g->outer_b + i * g->stride_b, (int)g->ldb, g->beta,
+                    g->c + o * g->outer_c + i * g->stride_c, (int)g->ldc);
+    }
+}
+
+typedef struct {
+    const host_gemm_args *g;
+    size_t first, last;
+} host_gemm_slice;
+
+static void *host_gemm_slice_main(void *p)
+{
+    const host_gemm_slice *s = p;
+    host_gemm_range(s->g, s->first, s->last);
+    return NULL;
+}
+
+#define HOST_GEMM_MAX_THREADS 64
+
+/* A big product runs on OpenBLAS's threads. A grid of small ones (the
+ * attention's per-(sample, head) products) would leave all but one core
+ * idle, so it is split across threads of our own, each running whole
+ * single-threaded products: every product is still computed by one thread
+ * in one order, so results do not depend on the split. */
 static void host_gemm_run(void *p)
 {
     const host_gemm_args *g = p;
-    openblas_set_num_threads(g->m * g->n * g->k >= HOST_GEMM_THREADED_MACS ? host_threads : 1);
-    for (size_t i = 0; i < g->batch; i++)
-        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                    g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
-                    g->alpha, g->a + i * g->stride_a, (int)g->lda, g->b + i * g->stride_b,
-                    (int)g->ldb, g->beta, g->c + i * g->stride_c, (int)g->ldc);
+    const size_t total = g->outer * g->batch;
+    size_t nt = (size_t)host_threads;
+    if (g->m * g->n * g->k >= HOST_GEMM_THREADED_MACS) {
+        openblas_set_num_threads(host_threads);
+        host_gemm_range(g, 0, total);
+        return;
+    }
+    openblas_set_num_threads(1);
+    if (nt > HOST_GEMM_MAX_THREADS)
+        nt = HOST_GEMM_MAX_THREADS;
+    if (nt > total)
+        nt = total;
+    if (nt < 2) {
+        host_gemm_range(g, 0, total);
+        return;
+    }
+    pthread_t th[HOST_GEMM_MAX_THREADS];
+    host_gemm_slice sl[HOST_GEMM_MAX_THREADS];
+    int started[HOST_GEMM_MAX_THREADS] = {0};
+    for (size_t t = 0; t < nt; t++) {
+        sl[t].g = g;
+        sl[t].first = total * t / nt;
+        sl[t].last = total * (t + 1) / nt;
+    }
+    for (size_t t = 1; t < nt; t++) /* a thread that cannot start runs inline below */
+        started[t] = pthread_create(&th[t], NULL, host_gemm_slice_main, &sl[t]) == 0;
+    host_gemm_range(g, sl[0].first, sl[0].last);
+    for (size_t t = 1; t < nt; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            host_gemm_range(g, sl[t].first, sl[t].last);
+    }
 }
 
 /* Why maps and not the native kernel's own memory-object list: the
@@ -156,6 +218,7 @@ int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t 
         host_gemm_args g = {0};
         g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
         g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b, g.batch = 1;
+        g.outer = 1;
         return host_gemm(ctx, &g, a, b, c);
     }
     CAE_TRY(clblast_temp(ctx, trans_a, trans_b, m, n, k, lda, ldb, ldc, a, b, c));
@@ -187,6 +250,7 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
         g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
         g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c, g.batch = batch;
         g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b;
+        g.outer = 1;
         return host_gemm(ctx, &g, a, b, c);
     }
     CLBLAST_CHECK(CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k,
@@ -195,6 +259,39 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
                                              &ctx->queue, ctx->profiling ? &ev : NULL));
     ctx->launches++;
     return ev ? cae_prof_record(ctx, ev, "gemm_batched") : 0;
+}
+
+int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                        float alpha, cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta,
+                        cae_buf c, size_t ldc, cae_gemm_batch outer, cae_gemm_batch inner)
+{
+    if (m == 0 || n == 0 || outer.count == 0 || inner.count == 0)
+        return 0;
+    CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
+    if (ctx->gemm == CAE_GEMM_HOST) {
+        host_gemm_args g = {0};
+        g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
+        g.stride_a = inner.stride_a, g.stride_b = inner.stride_b, g.stride_c = inner.stride_c;
+        g.batch = inner.count;
+        g.outer_a = outer.stride_a, g.outer_b = outer.stride_b, g.outer_c = outer.stride_c;
+        g.outer = outer.count;
+        g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b;
+        return host_gemm(ctx, &g, a, b, c); /* one native kernel for the whole grid */
+    }
+    /* CLBlast batches with one stride: loop over the shorter dimension and
+     * batch the longer one (fewest launches) */
+    if (outer.count > inner.count) {
+        cae_gemm_batch t = outer;
+        outer = inner;
+        inner = t;
+    }
+    for (size_t o = 0; o < outer.count; o++)
+        CAE_TRY(cae_gemm_batched(ctx, trans_a, trans_b, m, n, k, alpha,
+                                 cae_buf_at(a, o * outer.stride_a), lda, inner.stride_a,
+                                 cae_buf_at(b, o * outer.stride_b), ldb, inner.stride_b, beta,
+                                 cae_buf_at(c, o * outer.stride_c), ldc, inner.stride_c,
+                                 inner.count));
+    return 0;
 }
 
 /* CLBlast's database does not know PoCL's CPU vendor string and falls back

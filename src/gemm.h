@@ -25,6 +25,18 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m,
                      float beta, cae_buf c, size_t ldc, size_t stride_c,
                      size_t batch);
 
+/* A grid of independent GEMMs: matrix (o, i) of X starts
+ * o * outer.stride_x + i * inner.stride_x elements in (o < outer.count,
+ * i < inner.count). Attention uses it to address each (sample, head) in the
+ * token layout [B*N, ld] directly, without moving heads into their own
+ * tensors. */
+typedef struct {
+    size_t count, stride_a, stride_b, stride_c;
+} cae_gemm_batch;
+int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                        float alpha, cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta,
+                        cae_buf c, size_t ldc, cae_gemm_batch outer, cae_gemm_batch inner);
+
 /* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end. */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
 void cae_gemm_free(cae_ctx *ctx);

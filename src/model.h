@@ -48,13 +48,13 @@ typedef struct {
 } cae_block_dims;
 
 typedef struct { /* what one self-attention block saves for backward */
-    cae_buf ln1, ln1_mean, ln1_rstd, qkv, q, k, v, p, o, merged, attn;
+    cae_buf ln1, ln1_mean, ln1_rstd, qkv, p, merged, attn; /* p: the attention core's (mha.c) */
     cae_buf x_mid, ln2, ln2_mean, ln2_rstd, h_pre, h_act, mlp;
 } cae_block_acts;
 
 typedef struct { /* what one regressor block saves */
     cae_buf kv, qpos, lnq, lnq_mean, lnq_rstd, kpos, lnk, lnk_mean, lnk_rstd;
-    cae_buf lnv, lnv_mean, lnv_rstd, qp, kp, vp, qh, kh, vh, p, o, merged, attn;
+    cae_buf lnv, lnv_mean, lnv_rstd, qp, kp, vp, p, merged, attn;
     cae_buf x, x2, x2_mean, x2_rstd, h_pre, h_act, mlp;
 } cae_rblock_acts;
 
@@ -62,8 +62,8 @@ typedef struct { /* backward scratch, sized for the largest user */
     cae_buf d1, d2, d3;          /* [rows, width] */
     cae_buf dhidden, dhidden2;   /* [rows, hidden] */
     cae_buf dqkv;                /* [rows, 3 width] */
-    cae_buf dqh, dkh, dvh, dout; /* heads */
-    cae_buf dp;                  /* [B*H, Nq, Nk] */
+    cae_buf dqh, dkh, dvh;       /* [rows, width]: cross-attention q, k, v gradients */
+    cae_buf dp;                  /* the attention core's backward scratch */
 } cae_scratch;
 
 /* one pass of the encoder (the trained one, or the alignment pass) */

@@ -19,6 +19,7 @@ typedef struct {
     unsigned char *own; /* 1: a buffer of its own (host-written inputs) */
     size_t n, cap;
     int failed;
+    const cae_ctx *ctx; /* sizes what the attention core saves */
 } planner;
 
 static void take_as(planner *p, cae_buf *slot, size_t elems, int own)
@@ -235,15 +236,12 @@ static void plan_block(planner *p, cae_block_acts *a, size_t B, size_t N, size_t
                        size_t hid)
 {
     size_t T = B * N;
+    cae_mha_dims md = {B, H, N, N, C / H, 1.0f};
     take(p, &a->ln1, T * C);
     take(p, &a->ln1_mean, T);
     take(p, &a->ln1_rstd, T);
     take(p, &a->qkv, T * 3 * C);
-    take(p, &a->q, T * C);
-    take(p, &a->k, T * C);
-    take(p, &a->v, T * C);
-    take(p, &a->p, B * H * N * N);
-    take(p, &a->o, T * C);
+    take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
     take(p, &a->merged, T * C);
     take(p, &a->attn, T * C);
     take(p, &a->x_mid, T * C);
@@ -259,6 +257,7 @@ static void plan_rblock(planner *p, cae_rblock_acts *a, size_t B, size_t V, size
                         size_t H, size_t hid)
 {
     size_t Q = B * M, KV = B * (V + M);
+    cae_mha_dims md = {B, H, M, V + M, C / H, 1.0f};
     take(p, &a->kv, KV * C);
     take(p, &a->qpos, Q * C);
     take(p, &a->lnq, Q * C);
@@ -274,11 +273,7 @@ static void plan_rblock(planner *p, cae_rblock_acts *a, size_t B, size_t V, size
     take(p, &a->qp, Q * C);
     take(p, &a->kp, KV * C);
     take(p, &a->vp, KV * C);
-    take(p, &a->qh, Q * C);
-    take(p, &a->kh, KV * C);
-    take(p, &a->vh, KV * C);
-    take(p, &a->p, B * H * M * (V + M));
-    take(p, &a->o, Q * C);
+    take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
     take(p, &a->merged, Q * C);
     take(p, &a->attn, Q * C);
     take(p, &a->x, Q * C);
@@ -404,8 +399,10 @@ static int plan_all(cae_model *m, planner *p)
     take(p, &m->s.dqh, rows * width);
     take(p, &m->s.dkh, rows * width);
     take(p, &m->s.dvh, rows * width);
-    take(p, &m->s.dout, rows * width);
-    take(p, &m->s.dp, B * heads * (N + 1) * (N + 1));
+    {   /* the largest attention problem: every token of a sample */
+        cae_mha_dims md = {B, heads, N + 1, N + 1, 1, 1.0f};
+        take(p, &m->s.dp, cae_mha_scratch_elems(p->ctx, &md));
+    }
     return 0;
 }
 
@@ -431,6 +428,7 @@ static int upload_positions(cae_model *m)
 int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t batch)
 {
     planner p = {0};
+    p.ctx = ctx;
     size_t limit = cae_params_chunk_limit(ctx);
     memset(m, 0, sizeof *m);
     m->ctx = ctx;

@@ -196,6 +196,24 @@ static int choose_device(cae_ctx *ctx, int slot)
     return 0;
 }
 
+/* The attention core: GEMMs on CPUs (there the host BLAS beats a
+ * row-per-work-item kernel), the fused kernel elsewhere (it never writes the
+ * [B,H,Nq,Nk] probabilities); CAE_CL_ATTENTION=fused|gemm overrides. */
+static int choose_attention(cae_ctx *ctx)
+{
+    const char *sel = getenv("CAE_CL_ATTENTION");
+    if (!sel || !*sel) {
+        ctx->attention_fused = !ctx->is_cpu;
+        return 0;
+    }
+    if (strcmp(sel, "fused") == 0 || strcmp(sel, "gemm") == 0) {
+        ctx->attention_fused = strcmp(sel, "fused") == 0;
+        return 0;
+    }
+    cae_errorf("CAE_CL_ATTENTION='%s': expected 'fused' or 'gemm'", sel);
+    return -1;
+}
+
 static int query_device(cae_ctx *ctx)
 {
     cl_device_type type;
@@ -216,7 +234,7 @@ static int query_device(cae_ctx *ctx)
                              &ctx->local_mem, NULL));
     ctx->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     ctx->native_kernels = (exec & CL_EXEC_NATIVE_KERNEL) != 0;
-    return 0;
+    return choose_attention(ctx);
 }
 
 /* ---------------------------------------------------------------- program */

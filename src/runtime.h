@@ -63,6 +63,7 @@ typedef struct cae_ctx {
     cae_kernel_slot *kernels;
     size_t n_kernels, cap_kernels;
     cae_gemm_choice gemm;    /* resolved: CAE_GEMM_CLBLAST or CAE_GEMM_HOST */
+    int attention_fused;     /* attention core (src/ops/mha.c): 1 fused kernel, 0 GEMMs */
     cl_mem gemm_temp;        /* CLBlast temporary buffer, grown on demand */
     size_t gemm_temp_bytes;
     int profiling;           /* queue created with profiling enabled; while set, every

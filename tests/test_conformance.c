@@ -223,6 +223,16 @@ START_TEST(test_fixture_clblast)
 }
 END_TEST
 
+/* The fused attention core (the GPU default) on every fixture */
+START_TEST(test_fixture_fused)
+{
+    setenv("CAE_CL_ATTENTION", "fused", 1);
+    ck_assert_msg(check_fixture(fixtures[_i], "host", NULL, "fused") == 0,
+                  "fixture %s with the fused attention core", fixtures[_i]);
+    unsetenv("CAE_CL_ATTENTION");
+}
+END_TEST
+
 /* Arenas and activations split into buffers of at most 64 KiB. */
 START_TEST(test_split_arena)
 {
@@ -234,6 +244,7 @@ END_TEST
 
 /* Every kernel of a full step under oclgrind: out-of-bounds accesses, data
  * races and uninitialized reads are reported to the log; any report fails. */
+/* _i = 0: the GEMM attention core; 1: the fused one */
 START_TEST(test_oclgrind_step)
 {
     const char *oclgrind = getenv("OCLGRIND");
@@ -247,10 +258,13 @@ START_TEST(test_oclgrind_step)
         fprintf(stderr, "oclgrind not installed: kernel checking skipped\n");
         return;
     }
-    snprintf(log, sizeof log, "%s/tests/oclgrind-tiny.log", builddir());
+    snprintf(log, sizeof log, "%s/tests/oclgrind-tiny%d.log", builddir(), _i);
     unlink(log);
     setenv("CAE_CL_NO_CACHE", "1", 1);
-    ck_assert_msg(check_fixture("tiny", "clblast", prefix, "oclgrind") == 0, "tiny under oclgrind");
+    setenv("CAE_CL_ATTENTION", _i ? "fused" : "gemm", 1);
+    ck_assert_msg(check_fixture("tiny", "clblast", prefix, _i ? "oclgrind-fused" : "oclgrind") == 0,
+                  "tiny under oclgrind (%s attention)", _i ? "fused" : "gemm");
+    unsetenv("CAE_CL_ATTENTION");
     unsetenv("CAE_CL_NO_CACHE");
     if (stat(log, &st) == 0 && st.st_size > 0) {
         print_file(log);
@@ -268,10 +282,11 @@ int main(void)
     tcase_set_timeout(tc, 1800);
     tcase_add_loop_test(tc, test_fixture_host, 0, n);
     tcase_add_loop_test(tc, test_fixture_clblast, 0, n);
+    tcase_add_loop_test(tc, test_fixture_fused, 0, n);
     tcase_add_test(tc, test_split_arena);
     tcase_add_test(tc, test_drop_path_deterministic);
     tcase_add_test(tc, test_bad_inputs_refused);
-    tcase_add_test(tc, test_oclgrind_step);
+    tcase_add_loop_test(tc, test_oclgrind_step, 0, 2);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

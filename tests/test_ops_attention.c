@@ -762,9 +762,13 @@ static void ref_mha_backward(double *gxq, double *gxk, double *gxv,
     ref_split_backward(gxv, gvb, dv, m->sv, m->cv, 1.0, B, m->Nk, H, dh);
 }
 
-/* The same layer on the device: split x3, attention, merge; then merge
- * backward, attention backward, split backward x3 with the given
- * accumulate flag. */
+/* The same layer on the device as the model runs it (src/blocks.c): the
+ * biases added in place to work copies of the inputs (q and v blocks), the
+ * token-layout core cae_mha_forward, then cae_mha_backward into zeroed
+ * gradient matrices (it writes only the blocks), the bias gradients as
+ * column sums of the q and v blocks, and the result copied or added to the
+ * caller's gradients (the accumulate flag). The core is the context's
+ * (test_mha_* run both). */
 typedef struct {
     cae_buf xq, xk, xv, qb, vb;       /* inputs */
     cae_buf gxq, gxk, gxv, gqb, gvb;  /* gradients */
@@ -774,43 +778,68 @@ static void dev_mha(const mha *m, const mha_dev *d, const tu_dbuf *y,
                     const tu_dbuf *dy, int accumulate)
 {
     cae_ctx *ctx = tu_ctx();
-    const size_t B = m->B, H = m->H, dh = m->dh, BH = B * H;
-    const size_t nq = BH * m->Nq * dh, nk = BH * m->Nk * dh;
-    const size_t np = BH * m->Nq * m->Nk;
-    const float scale = (float)m->scale;
-    tu_dbuf q = tu_filled(nq, NAN), k = tu_filled(nk, NAN);
-    tu_dbuf v = tu_filled(nk, NAN), o = tu_filled(nq, NAN);
-    tu_dbuf p = tu_filled(np, NAN), dout = tu_filled(nq, NAN);
-    tu_dbuf dq = tu_filled(nq, NAN), dk = tu_filled(nk, NAN);
-    tu_dbuf dv = tu_filled(nk, NAN), dp = tu_filled(np, NAN);
+    const size_t B = m->B, H = m->H, dh = m->dh, C = H * dh;
+    const int sk = m->share == 2, sv = m->share >= 1;
+    cae_mha_dims md = {B, H, m->Nq, m->Nk, dh, (float)m->scale};
+    const size_t nsaved = cae_mha_saved_elems(ctx, &md);
+    tu_dbuf wq = tu_filled(m->nxq, NAN), wk = wq, wv = wq;
+    tu_dbuf tq = tu_filled(m->nxq, 0.0f), tk = tq, tv = tq;
+    tu_dbuf saved = tu_filled(nsaved, NAN), scratch = tu_filled(cae_mha_scratch_elems(ctx, &md), NAN);
 
-    ck_assert_int_eq(cae_heads_split(ctx, q.buf, d->xq, m->sq, m->cq, d->qb,
-                                     scale, B, m->Nq, H, dh), 0);
-    ck_assert_int_eq(cae_heads_split(ctx, k.buf, d->xk, m->sk, m->ck,
-                                     cae_buf_null(), 1.0f, B, m->Nk, H, dh), 0);
-    ck_assert_int_eq(cae_heads_split(ctx, v.buf, d->xv, m->sv, m->cv, d->vb,
-                                     1.0f, B, m->Nk, H, dh), 0);
-    ck_assert_int_eq(cae_attention_forward(ctx, o.buf, p.buf, q.buf, k.buf,
-                                           v.buf, BH, m->Nq, m->Nk, dh), 0);
-    ck_assert_int_eq(cae_heads_merge(ctx, y->buf, o.buf, B, m->Nq, H, dh), 0);
+    if (!sk) {
+        wk = tu_filled(m->nxk, NAN);
+        tk = tu_filled(m->nxk, 0.0f);
+    }
+    if (sv) { /* v shares k's matrix */
+        wv = wk;
+        tv = tk;
+    } else {
+        wv = tu_filled(m->nxv, NAN);
+        tv = tu_filled(m->nxv, 0.0f);
+    }
+    ck_assert_int_eq(cae_copy(ctx, wq.buf, d->xq, m->nxq), 0);
+    if (!sk)
+        ck_assert_int_eq(cae_copy(ctx, wk.buf, d->xk, m->nxk), 0);
+    if (!sv)
+        ck_assert_int_eq(cae_copy(ctx, wv.buf, d->xv, m->nxv), 0);
+    ck_assert_int_eq(cae_bias_add_ld(ctx, cae_buf_at(wq.buf, m->cq), m->sq, d->qb,
+                                     B * m->Nq, C), 0);
+    ck_assert_int_eq(cae_bias_add_ld(ctx, cae_buf_at(wv.buf, m->cv), m->sv, d->vb,
+                                     B * m->Nk, C), 0);
+    const cae_tok q = cae_tok_of(cae_buf_at(wq.buf, m->cq), m->sq);
+    const cae_tok k = cae_tok_of(cae_buf_at(wk.buf, m->ck), m->sk);
+    const cae_tok v = cae_tok_of(cae_buf_at(wv.buf, m->cv), m->sv);
+    ck_assert_int_eq(cae_mha_forward(ctx, &md, cae_tok_of(y->buf, C), saved.buf, q, k, v), 0);
 
-    ck_assert_int_eq(cae_heads_merge_backward(ctx, dout.buf, dy->buf, B, m->Nq,
-                                              H, dh), 0);
-    ck_assert_int_eq(cae_attention_backward(ctx, dq.buf, dk.buf, dv.buf, dp.buf,
-                                            dout.buf, p.buf, q.buf, k.buf,
-                                            v.buf, BH, m->Nq, m->Nk, dh), 0);
-    ck_assert_int_eq(cae_heads_split_backward(ctx, d->gxq, m->sq, m->cq, d->gqb,
-                                              dq.buf, scale, B, m->Nq, H, dh,
-                                              accumulate), 0);
-    ck_assert_int_eq(cae_heads_split_backward(ctx, d->gxk, m->sk, m->ck,
-                                              cae_buf_null(), dk.buf, 1.0f, B,
-                                              m->Nk, H, dh, accumulate), 0);
-    ck_assert_int_eq(cae_heads_split_backward(ctx, d->gxv, m->sv, m->cv, d->gvb,
-                                              dv.buf, 1.0f, B, m->Nk, H, dh,
-                                              accumulate), 0);
+    ck_assert_int_eq(cae_mha_backward(ctx, &md, cae_tok_of(cae_buf_at(tq.buf, m->cq), m->sq),
+                                      cae_tok_of(cae_buf_at(tk.buf, m->ck), m->sk),
+                                      cae_tok_of(cae_buf_at(tv.buf, m->cv), m->sv), scratch.buf,
+                                      cae_tok_of(dy->buf, C), cae_tok_of(y->buf, C), saved.buf,
+                                      q, k, v), 0);
+    ck_assert_int_eq(cae_colsum_add_ld(ctx, d->gqb, cae_buf_at(tq.buf, m->cq), m->sq,
+                                       B * m->Nq, C), 0);
+    ck_assert_int_eq(cae_colsum_add_ld(ctx, d->gvb, cae_buf_at(tv.buf, m->cv), m->sv,
+                                       B * m->Nk, C), 0);
+    if (accumulate) {
+        ck_assert_int_eq(cae_add(ctx, d->gxq, d->gxq, tq.buf, m->nxq), 0);
+        if (!sk)
+            ck_assert_int_eq(cae_add(ctx, d->gxk, d->gxk, tk.buf, m->nxk), 0);
+        if (!sv)
+            ck_assert_int_eq(cae_add(ctx, d->gxv, d->gxv, tv.buf, m->nxv), 0);
+    } else {
+        ck_assert_int_eq(cae_copy(ctx, d->gxq, tq.buf, m->nxq), 0);
+        if (!sk)
+            ck_assert_int_eq(cae_copy(ctx, d->gxk, tk.buf, m->nxk), 0);
+        if (!sv)
+            ck_assert_int_eq(cae_copy(ctx, d->gxv, tv.buf, m->nxv), 0);
+    }
     /* the intermediates' canaries */
-    tu_dbuf *all[] = {&q, &k, &v, &o, &p, &dout, &dq, &dk, &dv, &dp};
+    tu_dbuf *all[] = {&wq, &wk, &wv, &tq, &tk, &tv, &saved, &scratch};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if ((i == 1 || i == 4) && sk)
+            continue;
+        if ((i == 2 || i == 5) && sv)
+            continue;
         float *tmp = fvec(all[i]->n);
         tu_download(tmp, all[i]);
         tu_free(all[i]);
@@ -948,8 +977,15 @@ static mha mha_separate(size_t B, size_t Nq, size_t Nk, size_t H, size_t dh)
     return m;
 }
 
+/* _i: the attention core (0 GEMMs, 1 fused) */
+static void use_core(int fused)
+{
+    tu_ctx()->attention_fused = fused;
+}
+
 START_TEST(test_mha_self)
 {
+    use_core(_i);
     mha m = mha_self(2, 9, 3, 5);
     mha_case(&m, 0, 91);
     m = mha_self(3, 5, 2, 7);
@@ -959,6 +995,7 @@ END_TEST
 
 START_TEST(test_mha_cross)
 {
+    use_core(_i);
     mha m = mha_cross(2, 7, 11, 3, 5, 0);
     mha_case(&m, 0, 101);
     m = mha_cross(2, 7, 11, 3, 5, 3);
@@ -1036,8 +1073,8 @@ static Suite *ops_attention_suite(void)
     tcase_add_test(tc, test_heads_split_merge);
     tcase_add_test(tc, test_attention_core);
     tcase_add_test(tc, test_attention_core_fd);
-    tcase_add_test(tc, test_mha_self);
-    tcase_add_test(tc, test_mha_cross);
+    tcase_add_loop_test(tc, test_mha_self, 0, 2);
+    tcase_add_loop_test(tc, test_mha_cross, 0, 2);
     tcase_add_test(tc, test_mha_fd);
     suite_add_tcase(s, tc);
     return s;

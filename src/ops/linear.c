@@ -45,6 +45,12 @@ int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
 int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
                    size_t T, size_t C)
 {
+    return cae_colsum_add_ld(ctx, out, in, C, T, C);
+}
+
+int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] */, size_t ld,
+                      size_t T, size_t C)
+{
     if (C == 0)
         return 0;
     cl_kernel k = cae_kernel(ctx, "linear_colsum_add");
@@ -55,11 +61,18 @@ int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
     CAE_TRY(cae_arg_buf(k, &a, in));
     CAE_TRY(cae_arg_ulong(k, &a, T));
     CAE_TRY(cae_arg_ulong(k, &a, C));
+    CAE_TRY(cae_arg_ulong(k, &a, ld));
     return cae_launch_1d(ctx, k, C);
 }
 
 int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
                  size_t T, size_t C)
+{
+    return cae_bias_add_ld(ctx, y, C, b, T, C);
+}
+
+int cae_bias_add_ld(cae_ctx *ctx, cae_buf y /* [T,ld] */, size_t ld, cae_buf b /* [C] */,
+                    size_t T, size_t C)
 {
     if (T == 0 || C == 0)
         return 0;
@@ -71,5 +84,6 @@ int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
     CAE_TRY(cae_arg_buf(k, &a, b));
     CAE_TRY(cae_arg_ulong(k, &a, T));
     CAE_TRY(cae_arg_ulong(k, &a, C));
+    CAE_TRY(cae_arg_ulong(k, &a, ld));
     return cae_launch_1d(ctx, k, T * C);
 }

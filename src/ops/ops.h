@@ -73,6 +73,13 @@ int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
 /* y[t,c] += b[c] */
 int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
                  size_t T, size_t C);
+/* the same on the first C columns of rows ld apart (a column block of a
+ * wider tensor: start y at the block) */
+int cae_bias_add_ld(cae_ctx *ctx, cae_buf y /* [T,ld] */, size_t ld, cae_buf b /* [C] */,
+                    size_t T, size_t C);
+/* out[c] += sum_t in[t*ld + c] for c < C */
+int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] */, size_t ld,
+                      size_t T, size_t C);
 
 /* ---- attention.c: heads and the attention core ---- */
 /* out[b,h,n,d] = scale * (in[b*N+n, col + h*dh + d] + bias[h*dh + d]), where
@@ -116,6 +123,42 @@ int cae_attention_backward(cae_ctx *ctx, cae_buf dq /* [BH,Nq,dh] */,
                            cae_buf v /* [BH,Nk,dh] */, size_t BH, size_t Nq,
                            size_t Nk, size_t dh);
 
+/* ---- mha.c: multi-head attention in the token layout ----
+ * Tensors stay as the linears write them: row b*N + n, head h in columns
+ * h*dh .. h*dh+dh-1 of a row ld elements wide (so q, k and v can be column
+ * blocks of one fused qkv output, and o is the proj input). For each sample
+ * b and head h:  o_i = sum_j softmax_j(scale * q_i . k_j) v_j.
+ * Two cores compute it: GEMMs around a row softmax that keeps the
+ * probabilities (CPUs: the GEMMs run on the host BLAS), or one fused kernel
+ * with an online softmax that keeps only each row's log-sum-exp and
+ * recomputes the probabilities in backward (GPUs: no [B,H,Nq,Nk] tensor
+ * is written or read). CAE_CL_ATTENTION=fused|gemm overrides the choice. */
+typedef struct {
+    cae_buf buf; /* element (row r, column c) at buf + r*ld + c */
+    size_t ld;
+} cae_tok;
+static inline cae_tok cae_tok_of(cae_buf buf, size_t ld)
+{
+    cae_tok t = {buf, ld};
+    return t;
+}
+typedef struct {
+    size_t B, H, Nq, Nk, dh;
+    float scale;
+} cae_mha_dims;
+/* 1 when this context runs the fused core */
+int cae_mha_fused(const cae_ctx *ctx);
+/* floats the forward saves for backward (probabilities or log-sum-exps) and
+ * the backward's scratch */
+size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d);
+size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d);
+int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o /* [B*Nq, H*dh] */,
+                    cae_buf saved, cae_tok q /* [B*Nq] */, cae_tok k /* [B*Nk] */,
+                    cae_tok v /* [B*Nk] */);
+/* dq, dk, dv overwritten (=); o is the forward's output */
+int cae_mha_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
+                     cae_buf scratch, cae_tok dout, cae_tok o, cae_buf saved, cae_tok q,
+                     cae_tok k, cae_tok v);
 /* ---- softmax.c: row softmax, used by attention ---- */
 int cae_softmax_forward(cae_ctx *ctx, cae_buf y /* [R,K] */,
                         cae_buf x /* [R,K] */, size_t R, size_t K);

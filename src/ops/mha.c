@@ -1,0 +1,181 @@
+/* mha.c: multi-head attention in the token layout (see ops.h), with two
+ * cores behind one interface.
+ *
+ * GEMM core: for every (sample, head), addressed in place through
+ * cae_gemm_batched_2d (outer: samples, inner: heads),
+ *     P = softmax(scale Q K^T)   [B,H,Nq,Nk], saved
+ *     O = P V
+ * and backward dV = P^T dO, dP = dO V^T, dS = softmax'(dP), dQ = scale dS K,
+ * dK = scale dS^T Q.
+ * Fused core: cl/mha.cl, which saves lse [B,H,Nq] instead of P and uses the
+ * scratch for delta_i = dO_i . O_i.
+ *
+ * Gradients: dq, dk, dv overwrite (=).
+ */
+#include "ops.h"
+#include "../gemm.h"
+
+/* cl/mha.cl's MHA_MAX_DH */
+#define CAE_MHA_MAX_DH 128
+
+int cae_mha_fused(const cae_ctx *ctx)
+{
+    return ctx->attention_fused;
+}
+
+static int use_fused(const cae_ctx *ctx, const cae_mha_dims *d)
+{
+    return ctx->attention_fused && d->dh <= CAE_MHA_MAX_DH;
+}
+
+size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+{
+    return use_fused(ctx, d) ? d->B * d->H * d->Nq : d->B * d->H * d->Nq * d->Nk;
+}
+
+size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+{
+    return cae_mha_saved_elems(ctx, d);
+}
+
+static int empty(const cae_mha_dims *d)
+{
+    return d->B == 0 || d->H == 0 || d->Nq == 0 || d->Nk == 0 || d->dh == 0;
+}
+
+static cae_gemm_batch batch(size_t count, size_t sa, size_t sb, size_t sc)
+{
+    cae_gemm_batch g = {count, sa, sb, sc};
+    return g;
+}
+
+/* ------------------------------------------------------------ GEMM core */
+
+static int gemm_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf p, cae_tok q,
+                        cae_tok k, cae_tok v)
+{
+    const size_t H = d->H, Nq = d->Nq, Nk = d->Nk, dh = d->dh, sp = Nq * Nk;
+    /* P[b,h] = scale Q[b,h] K[b,h]^T */
+    CAE_TRY(cae_gemm_batched_2d(ctx, 0, 1, Nq, Nk, dh, d->scale, q.buf, q.ld, k.buf, k.ld, 0.0f, p,
+                                Nk, batch(d->B, Nq * q.ld, Nk * k.ld, H * sp),
+                                batch(H, dh, dh, sp)));
+    CAE_TRY(cae_softmax_forward(ctx, p, p, d->B * H * Nq, Nk));
+    /* O[b,h] = P[b,h] V[b,h] */
+    return cae_gemm_batched_2d(ctx, 0, 0, Nq, dh, Nk, 1.0f, p, Nk, v.buf, v.ld, 0.0f, o.buf, o.ld,
+                               batch(d->B, H * sp, Nk * v.ld, Nq * o.ld), batch(H, sp, dh, dh));
+}
+
+static int gemm_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
+                         cae_buf dp, cae_tok dout, cae_buf p, cae_tok q, cae_tok k, cae_tok v)
+{
+    const size_t H = d->H, Nq = d->Nq, Nk = d->Nk, dh = d->dh, sp = Nq * Nk;
+    /* dV = P^T dO */
+    CAE_TRY(cae_gemm_batched_2d(ctx, 1, 0, Nk, dh, Nq, 1.0f, p, Nk, dout.buf, dout.ld, 0.0f,
+                                dv.buf, dv.ld, batch(d->B, H * sp, Nq * dout.ld, Nk * dv.ld),
+                                batch(H, sp, dh, dh)));
+    /* dP = dO V^T, then through the softmax (in place) */
+    CAE_TRY(cae_gemm_batched_2d(ctx, 0, 1, Nq, Nk, dh, 1.0f, dout.buf, dout.ld, v.buf, v.ld, 0.0f,
+                                dp, Nk, batch(d->B, Nq * dout.ld, Nk * v.ld, H * sp),
+                                batch(H, dh, dh, sp)));
+    CAE_TRY(cae_softmax_backward(ctx, dp, dp, p, d->B * H * Nq, Nk));
+    /* dQ = scale dS K */
+    CAE_TRY(cae_gemm_batched_2d(ctx, 0, 0, Nq, dh, Nk, d->scale, dp, Nk, k.buf, k.ld, 0.0f, dq.buf,
+                                dq.ld, batch(d->B, H * sp, Nk * k.ld, Nq * dq.ld),
+                                batch(H, sp, dh, dh)));
+    /* dK = scale dS^T Q */
+    return cae_gemm_batched_2d(ctx, 1, 0, Nk, dh, Nq, d->scale, dp, Nk, q.buf, q.ld, 0.0f, dk.buf,
+                               dk.ld, batch(d->B, H * sp, Nq * q.ld, Nk * dk.ld),
+                               batch(H, sp, dh, dh));
+}
+
+/* ----------------------------------------------------------- fused core */
+
+static int arg_tok(cl_kernel k, cl_uint *a, cae_tok t)
+{
+    CAE_TRY(cae_arg_buf(k, a, t.buf));
+    return cae_arg_ulong(k, a, t.ld);
+}
+
+static int arg_dims(cl_kernel k, cl_uint *a, const cae_mha_dims *d)
+{
+    CAE_TRY(cae_arg_float(k, a, d->scale));
+    CAE_TRY(cae_arg_ulong(k, a, d->B));
+    CAE_TRY(cae_arg_ulong(k, a, d->H));
+    CAE_TRY(cae_arg_ulong(k, a, d->Nq));
+    CAE_TRY(cae_arg_ulong(k, a, d->Nk));
+    return cae_arg_ulong(k, a, d->dh);
+}
+
+static int fused_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf lse, cae_tok q,
+                         cae_tok k, cae_tok v)
+{
+    cl_kernel kn = cae_kernel(ctx, "mha_fused_forward");
+    if (kn == NULL)
+        return -1;
+    cl_uint a = 0;
+    CAE_TRY(arg_tok(kn, &a, o));
+    CAE_TRY(cae_arg_buf(kn, &a, lse));
+    CAE_TRY(arg_tok(kn, &a, q));
+    CAE_TRY(arg_tok(kn, &a, k));
+    CAE_TRY(arg_tok(kn, &a, v));
+    CAE_TRY(arg_dims(kn, &a, d));
+    return cae_launch_1d(ctx, kn, d->B * d->H * d->Nq);
+}
+
+static int fused_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
+                          cae_buf delta, cae_tok dout, cae_tok o, cae_buf lse, cae_tok q,
+                          cae_tok k, cae_tok v)
+{
+    cl_kernel kq = cae_kernel(ctx, "mha_fused_backward_dq");
+    if (kq == NULL)
+        return -1;
+    cl_uint a = 0;
+    CAE_TRY(arg_tok(kq, &a, dq));
+    CAE_TRY(cae_arg_buf(kq, &a, delta));
+    CAE_TRY(arg_tok(kq, &a, dout));
+    CAE_TRY(arg_tok(kq, &a, o));
+    CAE_TRY(cae_arg_buf(kq, &a, lse));
+    CAE_TRY(arg_tok(kq, &a, q));
+    CAE_TRY(arg_tok(kq, &a, k));
+    CAE_TRY(arg_tok(kq, &a, v));
+    CAE_TRY(arg_dims(kq, &a, d));
+    CAE_TRY(cae_launch_1d(ctx, kq, d->B * d->H * d->Nq));
+    /* in-order queue: delta is written before this kernel reads it */
+    cl_kernel kkv = cae_kernel(ctx, "mha_fused_backward_dkv");
+    if (kkv == NULL)
+        return -1;
+    a = 0;
+    CAE_TRY(arg_tok(kkv, &a, dk));
+    CAE_TRY(arg_tok(kkv, &a, dv));
+    CAE_TRY(cae_arg_buf(kkv, &a, delta));
+    CAE_TRY(arg_tok(kkv, &a, dout));
+    CAE_TRY(cae_arg_buf(kkv, &a, lse));
+    CAE_TRY(arg_tok(kkv, &a, q));
+    CAE_TRY(arg_tok(kkv, &a, k));
+    CAE_TRY(arg_tok(kkv, &a, v));
+    CAE_TRY(arg_dims(kkv, &a, d));
+    return cae_launch_1d(ctx, kkv, d->B * d->H * d->Nk);
+}
+
+/* ------------------------------------------------------------ interface */
+
+int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf saved, cae_tok q,
+                    cae_tok k, cae_tok v)
+{
+    if (empty(d))
+        return 0;
+    if (use_fused(ctx, d))
+        return fused_forward(ctx, d, o, saved, q, k, v);
+    return gemm_forward(ctx, d, o, saved, q, k, v);
+}
+
+int cae_mha_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
+                     cae_buf scratch, cae_tok dout, cae_tok o, cae_buf saved, cae_tok q,
+                     cae_tok k, cae_tok v)
+{
+    if (empty(d))
+        return 0;
+    if (use_fused(ctx, d))
+        return fused_backward(ctx, d, dq, dk, dv, scratch, dout, o, saved, q, k, v);
+    return gemm_backward(ctx, d, dq, dk, dv, scratch, dout, saved, q, k, v);
+}
