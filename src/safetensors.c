@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A header this large is corruption, not a checkpoint: refuse before parsing. */
@@ -902,6 +903,22 @@ static int write_fail(const char *path, const char *tmp, FILE *fp, const char *w
     return -1;
 }
 
+/* Fault injection for the crash-safety test: with
+ * CAE_CL_FAULT_WRITE_PAUSE_MS=N the writer stops for N ms halfway through
+ * the tensor data (what it wrote so far flushed to the temporary file), so
+ * a kill is sure to land inside a checkpoint write. */
+static void fault_pause_mid_write(FILE *fp)
+{
+    const char *env = getenv("CAE_CL_FAULT_WRITE_PAUSE_MS");
+    long ms = env ? strtol(env, NULL, 10) : 0;
+    if (ms <= 0)
+        return;
+    fflush(fp);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 /* fsync of the folder makes the rename itself durable. Filesystems that
    cannot sync a folder say EINVAL; that is not an error. */
 static int sync_folder(const char *path)
@@ -978,6 +995,8 @@ int cae_st_writer_write(cae_st_writer *w, const char *path)
         goto out;
     }
     for (size_t i = 0; i < w->n; i++) {
+        if (i == w->n / 2)
+            fault_pause_mid_write(fp);
         errno = 0;
         if (w->t[i].nbytes > 0 && fwrite(w->t[i].data, 1, w->t[i].nbytes, fp) != w->t[i].nbytes) {
             write_fail(path, tmp, fp, "cannot write tensor data", errno);

@@ -24,7 +24,48 @@ common="--data_path $src/tests/data/images/folder --input_size 16 --patch_size 4
 
 "$train" $common --output_dir "$work/a" > "$work/a.log" 2>&1 || fail "uninterrupted run: $(tail -3 "$work/a.log")"
 
-kills=0
+# Kills inside a checkpoint write, made certain by pausing the writer halfway
+# through the tensor data (CAE_CL_FAULT_WRITE_PAUSE_MS): the partial file
+# stays a temporary, the newest whole checkpoint is untouched, and the next
+# start resumes from it.
+newest() {
+    ls "$work/b"/checkpoint-*.safetensors 2> /dev/null | sed -E 's/.*checkpoint-([0-9]+).*/\1 &/' |
+        sort -n | tail -1 | cut -d' ' -f2
+}
+# first two whole checkpoints, then a kill
+"$train" $common --output_dir "$work/b" > "$work/w0.log" 2>&1 &
+pid=$!
+n=0
+while [ $n -lt 1200 ] && [ ! -e "$work/b/checkpoint-1.safetensors" ]; do
+    sleep 0.05
+    n=$((n + 1))
+done
+kill -KILL $pid 2> /dev/null
+wait $pid 2> /dev/null
+[ -e "$work/b/checkpoint-1.safetensors" ] || fail "no checkpoint-1 within 60 s ($(tail -2 "$work/w0.log"))"
+in_write=0
+for i in 1 2 3; do
+    CAE_CL_FAULT_WRITE_PAUSE_MS=5000 "$train" $common --output_dir "$work/b" > "$work/w$i.log" 2>&1 &
+    pid=$!
+    n=0
+    while [ $n -lt 1200 ] && ! ls "$work/b"/checkpoint-*.safetensors.tmp.$pid > /dev/null 2>&1; do
+        sleep 0.05
+        n=$((n + 1))
+    done
+    partial=$(ls "$work/b"/checkpoint-*.safetensors.tmp.$pid 2> /dev/null)
+    whole=$(newest)
+    sum_before=$([ -n "$whole" ] && cksum < "$whole")
+    kill -KILL $pid 2> /dev/null
+    wait $pid 2> /dev/null
+    [ -n "$partial" ] || fail "write-kill $i: no checkpoint write seen within 60 s ($(tail -2 "$work/w$i.log"))"
+    [ -e "$partial" ] || fail "write-kill $i: $partial vanished"
+    in_write=$((in_write + 1))
+    [ "$(cksum < "$whole")" = "$sum_before" ] || fail "write-kill $i: $whole changed"
+    grep -q "cae-cl:" "$work/w$i.log" && ! grep -q "resumed from\|warning" "$work/w$i.log" &&
+        fail "write-kill $i: $(grep cae-cl: "$work/w$i.log" | head -3)"
+    grep -q "resumed from $whole" "$work/w$i.log" || fail "write-kill $i: did not resume from $whole"
+done
+kills=$((in_write + 1))
 for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
     delay=$(awk -v s="$i$$" 'BEGIN { srand(s); printf "%.2f", 0.05 + rand() * 0.6 }')
     "$train" $common --output_dir "$work/b" > "$work/b$i.log" 2>&1 &
@@ -46,6 +87,7 @@ for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
         fail "restart $i reported an error: $(grep cae-cl: "$work/b$i.log" | head -3)"
     fi
 done
+
 rm -f "$work/b"/*.tmp.*
 "$train" $common --output_dir "$work/b" > "$work/final.log" 2>&1 || fail "final run: $(tail -3 "$work/final.log")"
 
@@ -61,4 +103,4 @@ cmp -s "$work/a.loss" "$work/b.loss" || {
     fail "losses after $kills kills differ from the uninterrupted run"
 }
 resumes=$(grep -h "resumed from" "$work"/b*.log | sed -E 's/.*step ([0-9]+).*/\1/' | tr '\n' ' ')
-echo "ok: $kills kills, resumed at steps: $resumes; every step equals the uninterrupted run ($(wc -l < "$work/a.loss") steps)"
+echo "ok: $kills kills ($in_write inside a checkpoint write), resumed at steps: $resumes; every step equals the uninterrupted run ($(wc -l < "$work/a.loss") steps)"
