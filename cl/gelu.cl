@@ -63,3 +63,38 @@ __kernel void gelu_backward(__global float *dx, const ulong dx_off,
         dx[i] = dy[i] * (cdf + v * pdf);
     }
 }
+
+/* The first linear of an MLP and its activation in one pass:
+ *     x[t,c] += b[c];  y[t,c] = GELU(x[t,c])
+ * over rows of C (x keeps the pre-activation for backward). A vector group
+ * stays within one row when C is a multiple of GELU_WIDTH; otherwise the
+ * scalar loop runs. */
+__kernel void gelu_bias_forward(__global float *y, const ulong y_off,
+                                __global float *x, const ulong x_off,
+                                __global const float *b, const ulong b_off,
+                                const ulong n, const ulong C)
+{
+    y += y_off;
+    x += x_off;
+    b += b_off;
+    const ulong first = get_global_id(0) * GELU_WIDTH;
+    if (first >= n)
+        return;
+    const ulong row = first / C, col = first - row * C;
+#if GELU_VEC
+    if (first + GELU_WIDTH <= n && C % GELU_WIDTH == 0) {
+        const float16 v = vload16(0, x + first) + vload16(0, b + col);
+        vstore16(v, 0, x + first);
+        vstore16(0.5f * v * (1.0f + erf(v * M_SQRT1_2_F)), 0, y + first);
+        return;
+    }
+#endif
+    ulong c = col;
+    for (ulong i = first; i < n && i < first + GELU_WIDTH; ++i) {
+        const float v = x[i] + b[c];
+        x[i] = v;
+        y[i] = 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F));
+        if (++c == C)
+            c = 0;
+    }
+}

@@ -59,8 +59,8 @@ int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae
     /* MLP branch */
     CAE_TRY(cae_layernorm_forward(ctx, a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, w->norm2.w,
                                   w->norm2.b, T, C));
-    CAE_TRY(cae_linear_forward(ctx, a->h_pre, a->ln2, w->fc1.w, w->fc1.b, T, C, hid));
-    CAE_TRY(cae_gelu_forward(ctx, a->h_act, a->h_pre, T * hid));
+    CAE_TRY(cae_linear_forward(ctx, a->h_pre, a->ln2, w->fc1.w, cae_buf_null(), T, C, hid));
+    CAE_TRY(cae_gelu_bias_forward(ctx, a->h_act, a->h_pre, w->fc1.b, T, hid));
     CAE_TRY(cae_linear_forward(ctx, a->mlp, a->h_act, w->fc2.w, w->fc2.b, T, hid, C));
     CAE_TRY(cae_copy(ctx, x_out, a->x_mid, T * C));
     return cae_residual_forward(ctx, x_out, a->mlp, w->gamma2, drop2, T, C, d->N);
@@ -142,8 +142,8 @@ int cae_rblock_forward(cae_ctx *ctx, const cae_rblock_w *w, cae_rblock_acts *a, 
     /* LN2 normalizes the residual stream itself */
     CAE_TRY(cae_layernorm_forward(ctx, a->x2, a->x2_mean, a->x2_rstd, a->x, w->norm2.w, w->norm2.b,
                                   Q, C));
-    CAE_TRY(cae_linear_forward(ctx, a->h_pre, a->x2, w->fc1.w, w->fc1.b, Q, C, hid));
-    CAE_TRY(cae_gelu_forward(ctx, a->h_act, a->h_pre, Q * hid));
+    CAE_TRY(cae_linear_forward(ctx, a->h_pre, a->x2, w->fc1.w, cae_buf_null(), Q, C, hid));
+    CAE_TRY(cae_gelu_bias_forward(ctx, a->h_act, a->h_pre, w->fc1.b, Q, hid));
     CAE_TRY(cae_linear_forward(ctx, a->mlp, a->h_act, w->fc2.w, w->fc2.b, Q, hid, C));
     CAE_TRY(cae_copy(ctx, q_out, a->x2, Q * C));
     return cae_residual_forward(ctx, q_out, a->mlp, w->gamma2, drop2, Q, C, M);

@@ -346,6 +346,33 @@ START_TEST(test_gelu_forward)
 }
 END_TEST
 
+/* bias + GELU in one pass, rows of C: C a multiple of 16 (vector groups)
+ * and not (scalar loop), with a partial last group */
+START_TEST(test_gelu_bias_forward)
+{
+    cae_ctx *ctx = tu_ctx();
+    static const size_t shapes[][2] = {{37, 48}, {29, 21}, {3, 5}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const size_t T = shapes[s][0], C = shapes[s][1], n = T * C;
+        float *xf = gelu_input(n, 41 + (unsigned)s), *bf = rand_f(C, -1.0f, 1.0f, 51);
+        float *got = alloc_f(n);
+        double *x = alloc_d(n), *y = alloc_d(n);
+        for (size_t i = 0; i < n; i++) {
+            x[i] = (double)xf[i] + (double)bf[i % C];
+            y[i] = gelu_ref((float)x[i]);
+        }
+        tu_dbuf gx = tu_upload(xf, n), gy = tu_filled(n, 9.0f), gb = tu_upload(bf, C);
+        ck_assert_int_eq(cae_gelu_bias_forward(ctx, gy.buf, gx.buf, gb.buf, T, C), 0);
+        tu_download(got, &gy);
+        tu_assert_close("gelu_bias y", got, y, n, 2e-6);
+        tu_download(got, &gx);
+        tu_assert_close("gelu_bias x + b", got, x, n, 1e-7);
+        tu_free(&gx); tu_free(&gy); tu_free(&gb);
+        free(xf); free(bf); free(got); free(x); free(y);
+    }
+}
+END_TEST
+
 START_TEST(test_gelu_backward)
 {
     cae_ctx *ctx = tu_ctx();
@@ -664,6 +691,7 @@ static Suite *ops_norm_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_gelu_reference_fd);
     tcase_add_test(tc, test_gelu_forward);
+    tcase_add_test(tc, test_gelu_bias_forward);
     tcase_add_test(tc, test_gelu_backward);
     suite_add_tcase(s, tc);
 

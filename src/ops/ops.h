@@ -37,6 +37,11 @@ int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
                      size_t n);
 int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
                       cae_buf dy /* [n] */, cae_buf x /* [n] */, size_t n);
+/* bias and activation of an MLP's first linear in one pass: x += b (per
+ * column; x keeps the pre-activation), y = GELU(x). b absent: GELU only.
+ * y must not alias x. */
+int cae_gelu_bias_forward(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf x /* [T,C] */,
+                          cae_buf b /* [C] */, size_t T, size_t C);
 
 /* ---- residual.c: layer scale, drop path and the residual stream ---- */
 /* x[t,c] += g[c] * s[t / rows_per_sample] * y[t,c]; g absent: 1 (no layer
