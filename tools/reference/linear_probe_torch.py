@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""linear_probe_torch.py DATA [EPOCHS BLR BATCH SEED]: the linear-probe
+"""linear_probe_torch.py DATA [EPOCHS BLR BATCH SEED] [--save-encoder F]
+[--encoder F] [--use-mean]: the linear-probe
 recipe of cae-cl-linear (and the official run_linear.py) in PyTorch, on an
 ImageFolder made by tests/make-probe-data.py, with the tiny model of
 tests/linear-probe.sh: a freshly initialized CAE encoder (cae_reference.py's
@@ -9,8 +10,14 @@ crop, normalized with mean = std = 0.5), then BatchNorm1d(affine=False,
 eps=1e-6) + Linear (trunc-normal 0.01 weights, zero bias), cross-entropy,
 LARS (util/lars.py: weight decay 0, momentum 0.9, trust 0.001), lr = blr *
 batch / 256 with linear warmup and cosine per step. Prints the best top-1
-on DATA/val. For comparing with cae-cl-linear by hand (torchvision is not
-needed: the transforms are done with Pillow and numpy)."""
+on DATA/val and the last epoch's. --save-encoder writes the random encoder
+(official encoder.* keys, safetensors) so cae-cl-linear can probe the very
+same one (--finetune F); --encoder loads one instead of drawing it;
+--use-mean takes the mean of the patch tokens instead of the cls token.
+tests/linear-probe.sh compares cae-cl-linear with this script's result,
+committed in tests/fixtures/linear-probe/ (written by --fixture DIR: the
+encoder and expected.json). torchvision is not needed: the transforms are
+done with Pillow and numpy."""
 import math
 import os
 import sys
@@ -22,6 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cae_reference import CAEConfig, Encoder  # noqa: E402
+import safetensors_io  # noqa: E402
 
 
 def load_split(root, split, S):
@@ -78,26 +86,53 @@ def schedule(base, epochs, niter, warmup_epochs):
     return np.concatenate((warm, cos))
 
 
+def take_flag(args, name, has_value=True):
+    if name not in args:
+        return None
+    i = args.index(name)
+    value = args[i + 1] if has_value else True
+    del args[i:i + (2 if has_value else 1)]
+    return value
+
+
 def main():
-    root = sys.argv[1]
-    epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    blr = float(sys.argv[3]) if len(sys.argv) > 3 else 50.0
-    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 32
-    seed = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    args = sys.argv[1:]
+    save_encoder = take_flag(args, "--save-encoder")
+    load_encoder = take_flag(args, "--encoder")
+    fixture = take_flag(args, "--fixture")
+    use_mean = take_flag(args, "--use-mean", has_value=False)
+    root = args[0]
+    epochs = int(args[1]) if len(args) > 1 else 20
+    blr = float(args[2]) if len(args) > 2 else 50.0
+    batch = int(args[3]) if len(args) > 3 else 32
+    seed = int(args[4]) if len(args) > 4 else 1
+    if fixture:
+        os.makedirs(fixture, exist_ok=True)
+        save_encoder = os.path.join(fixture, "encoder.safetensors")
     torch.manual_seed(seed)
     cfg = CAEConfig(input_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
                     decoder_embed_dim=32, decoder_num_heads=2, num_mask_patches=8,
                     discrete_vae_type="pixel")
     enc = Encoder(cfg)
-    init_encoder(enc)
+    if load_encoder:
+        t, _ = safetensors_io.load(load_encoder)
+        with torch.no_grad():
+            for name, p in enc.named_parameters():
+                p.copy_(torch.as_tensor(np.asarray(t["encoder." + name])).view_as(p))
+    else:
+        init_encoder(enc)
+    if save_encoder:
+        safetensors_io.save(save_encoder, {"encoder." + n: p.detach().float().numpy()
+                                           for n, p in enc.named_parameters()})
     enc.eval()
     xtr, ytr, K = load_split(root, "train", 32)
     xva, yva, _ = load_split(root, "val", 32)
     N = cfg.grid * cfg.grid
     with torch.no_grad():
         sel = torch.ones(1, N, dtype=torch.bool)
-        ftr = enc(xtr, sel.expand(len(xtr), N))[:, 0]
-        fva = enc(xva, sel.expand(len(xva), N))[:, 0]
+        ftr = enc(xtr, sel.expand(len(xtr), N))
+        fva = enc(xva, sel.expand(len(xva), N))
+        ftr, fva = (ftr[:, 1:].mean(1), fva[:, 1:].mean(1)) if use_mean else (ftr[:, 0], fva[:, 0])
     bn = nn.BatchNorm1d(cfg.embed_dim, affine=False, eps=1e-6)
     head = nn.Linear(cfg.embed_dim, K)
     nn.init.trunc_normal_(head.weight, std=0.01)
@@ -121,6 +156,14 @@ def main():
         best = max(best, acc)
         print("epoch %d: loss %.4f acc1 %.2f%%" % (epoch, loss.item(), acc))
     print("Max accuracy: %.2f%%" % best)
+    print("Last accuracy: %.2f%%" % acc)
+    if fixture:
+        import json
+        with open(os.path.join(fixture, "expected.json"), "w") as f:
+            json.dump({"epochs": epochs, "blr": blr, "batch_size": batch, "seed": seed,
+                       "pool": "mean" if use_mean else "cls", "torch_last_acc1": round(acc, 4),
+                       "torch_max_acc1": round(best, 4)}, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":
