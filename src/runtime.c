@@ -214,6 +214,25 @@ static int choose_attention(cae_ctx *ctx)
     return -1;
 }
 
+/* Row kernels: one row per work-item on CPUs (a row loop with vector loads;
+ * PoCL runs work-group reductions ten times slower), one row per work-group
+ * elsewhere (coalesced reads, tree sums). CAE_CL_ROW_KERNELS=item|group
+ * overrides. */
+static int choose_row_kernels(cae_ctx *ctx)
+{
+    const char *sel = getenv("CAE_CL_ROW_KERNELS");
+    int group = !ctx->is_cpu;
+    if (sel && *sel) {
+        if (strcmp(sel, "item") != 0 && strcmp(sel, "group") != 0) {
+            cae_errorf("CAE_CL_ROW_KERNELS='%s': expected 'item' or 'group'", sel);
+            return -1;
+        }
+        group = strcmp(sel, "group") == 0;
+    }
+    ctx->row_group = group ? 256 : 0;
+    return 0;
+}
+
 static int query_device(cae_ctx *ctx)
 {
     cl_device_type type;
@@ -234,6 +253,7 @@ static int query_device(cae_ctx *ctx)
                              &ctx->local_mem, NULL));
     ctx->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
     ctx->native_kernels = (exec & CL_EXEC_NATIVE_KERNEL) != 0;
+    CAE_TRY(choose_row_kernels(ctx));
     return choose_attention(ctx);
 }
 
@@ -584,6 +604,23 @@ int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n)
     if (local == 0)
         local = 1;
     return cae_launch(ctx, k, 1, &n, &local);
+}
+
+int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows)
+{
+    size_t wg = 0, L = 1, limit = ctx->row_group;
+    if (rows == 0)
+        return 0;
+    CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
+    if (limit > wg)
+        limit = wg;
+    if (limit > ctx->local_mem / sizeof(float))
+        limit = (size_t)(ctx->local_mem / sizeof(float));
+    while (L * 2 <= limit)
+        L *= 2;
+    CAE_TRY(cae_arg_local(k, &scratch_arg, L * sizeof(float)));
+    size_t global = rows * L;
+    return cae_launch(ctx, k, 1, &global, &L);
 }
 
 /* ---------------------------------------------------------------- memory */

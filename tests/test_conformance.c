@@ -223,13 +223,31 @@ START_TEST(test_fixture_clblast)
 }
 END_TEST
 
-/* The fused attention core (the GPU default) on every fixture */
+/* The GPU kernel shapes (fused attention core, a work-group per LayerNorm
+ * row) on every fixture */
+static void gpu_shapes(int on)
+{
+    if (on) {
+        setenv("CAE_CL_ATTENTION", "fused", 1);
+        setenv("CAE_CL_ROW_KERNELS", "group", 1);
+    } else {
+        setenv("CAE_CL_ATTENTION", "gemm", 1);
+        setenv("CAE_CL_ROW_KERNELS", "item", 1);
+    }
+}
+
+static void default_shapes(void)
+{
+    unsetenv("CAE_CL_ATTENTION");
+    unsetenv("CAE_CL_ROW_KERNELS");
+}
+
 START_TEST(test_fixture_fused)
 {
-    setenv("CAE_CL_ATTENTION", "fused", 1);
+    gpu_shapes(1);
     ck_assert_msg(check_fixture(fixtures[_i], "host", NULL, "fused") == 0,
-                  "fixture %s with the fused attention core", fixtures[_i]);
-    unsetenv("CAE_CL_ATTENTION");
+                  "fixture %s with the GPU kernel shapes", fixtures[_i]);
+    default_shapes();
 }
 END_TEST
 
@@ -244,7 +262,8 @@ END_TEST
 
 /* Every kernel of a full step under oclgrind: out-of-bounds accesses, data
  * races and uninitialized reads are reported to the log; any report fails. */
-/* _i = 0: the GEMM attention core; 1: the fused one */
+/* _i = 0: the CPU kernel shapes; 1: the GPU ones (fused attention core,
+ * work-group rows: barriers and local memory checked too) */
 START_TEST(test_oclgrind_step)
 {
     const char *oclgrind = getenv("OCLGRIND");
@@ -261,10 +280,10 @@ START_TEST(test_oclgrind_step)
     snprintf(log, sizeof log, "%s/tests/oclgrind-tiny%d.log", builddir(), _i);
     unlink(log);
     setenv("CAE_CL_NO_CACHE", "1", 1);
-    setenv("CAE_CL_ATTENTION", _i ? "fused" : "gemm", 1);
-    ck_assert_msg(check_fixture("tiny", "clblast", prefix, _i ? "oclgrind-fused" : "oclgrind") == 0,
-                  "tiny under oclgrind (%s attention)", _i ? "fused" : "gemm");
-    unsetenv("CAE_CL_ATTENTION");
+    gpu_shapes(_i);
+    ck_assert_msg(check_fixture("tiny", "clblast", prefix, _i ? "oclgrind-gpu" : "oclgrind") == 0,
+                  "tiny under oclgrind (%s kernel shapes)", _i ? "GPU" : "CPU");
+    default_shapes();
     unsetenv("CAE_CL_NO_CACHE");
     if (stat(log, &st) == 0 && st.st_size > 0) {
         print_file(log);

@@ -5,6 +5,8 @@
  * += when `accumulate`, for the residual stream) and accumulates the
  * parameter gradients: dw += sum_t dy*xhat, db += sum_t dy, in a separate
  * column kernel that loops over the rows in a fixed order.
+ * The row kernels come in two shapes (ctx->row_group): a row per work-item
+ * (CPUs) or a row per work-group (GPUs).
  */
 #include "ops.h"
 
@@ -15,7 +17,8 @@ int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
 {
     if (T == 0 || C == 0)
         return 0; /* nothing to normalise; an empty launch is an error in CL */
-    cl_kernel k = cae_kernel(ctx, "layernorm_forward");
+    const int grouped = ctx->row_group > 0;
+    cl_kernel k = cae_kernel(ctx, grouped ? "layernorm_forward_wg" : "layernorm_forward");
     if (!k)
         return -1;
     cl_uint i = 0;
@@ -28,6 +31,8 @@ int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
     CAE_TRY(cae_arg_ulong(k, &i, T));
     CAE_TRY(cae_arg_ulong(k, &i, C));
     CAE_TRY(cae_arg_float(k, &i, CAE_LN_EPS));
+    if (grouped)
+        return cae_launch_rows(ctx, k, i, T);
     return cae_launch_1d(ctx, k, T); /* one work-item per row */
 }
 
@@ -40,7 +45,8 @@ int cae_layernorm_backward(cae_ctx *ctx, cae_buf dx /* [T,C] */,
 {
     if (T == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "layernorm_backward_dx");
+    const int grouped = ctx->row_group > 0;
+    cl_kernel k = cae_kernel(ctx, grouped ? "layernorm_backward_dx_wg" : "layernorm_backward_dx");
     if (!k)
         return -1;
     cl_uint i = 0;
@@ -53,7 +59,10 @@ int cae_layernorm_backward(cae_ctx *ctx, cae_buf dx /* [T,C] */,
     CAE_TRY(cae_arg_ulong(k, &i, T));
     CAE_TRY(cae_arg_ulong(k, &i, C));
     CAE_TRY(cae_arg_int(k, &i, accumulate ? 1 : 0));
-    CAE_TRY(cae_launch_1d(ctx, k, T)); /* one work-item per row */
+    if (grouped)
+        CAE_TRY(cae_launch_rows(ctx, k, i, T));
+    else
+        CAE_TRY(cae_launch_1d(ctx, k, T)); /* one work-item per row */
 
     k = cae_kernel(ctx, "layernorm_backward_dwdb");
     if (!k)
