@@ -199,26 +199,8 @@ __kernel void layernorm_backward_dwdb(__global float *dw, const ulong dw_off,
 
 /* ---- one work-group per row (GPUs) ----
  * Neighbouring work-items read neighbouring elements of the row (coalesced)
- * and the row sums are tree reductions in local memory. The host picks the
- * work-group size: a power of two within the kernel's and the device's
- * limits, and scratch holds one float per work-item. The launch is exactly
- * T groups, so every work-item reaches every barrier. */
-
-/* sum of v over the work-group, returned to every work-item */
-float layernorm_group_sum(float v, __local float *scratch)
-{
-    const uint lid = get_local_id(0), L = get_local_size(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = L / 2; s > 0; s >>= 1) {
-        if (lid < s)
-            scratch[lid] += scratch[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch is reused by the next sum */
-    return r;
-}
+ * and the row sums are tree reductions in local memory (cl/group.cl). The
+ * launch is exactly T groups, so every work-item reaches every barrier. */
 
 __kernel void layernorm_forward_wg(__global float *y, const ulong y_off,
                                    __global float *mean, const ulong mean_off,
@@ -238,13 +220,13 @@ __kernel void layernorm_forward_wg(__global float *y, const ulong y_off,
     float s = 0.0f;
     for (ulong c = lid; c < C; c += L)
         s += xr[c];
-    const float m = layernorm_group_sum(s, scratch) / (float)C;
+    const float m = group_sum(s, scratch) / (float)C;
     float q = 0.0f;
     for (ulong c = lid; c < C; c += L) {
         const float d = xr[c] - m;
         q += d * d;
     }
-    const float r = 1.0f / sqrt(layernorm_group_sum(q, scratch) / (float)C + eps);
+    const float r = 1.0f / sqrt(group_sum(q, scratch) / (float)C + eps);
     for (ulong c = lid; c < C; c += L)
         yr[c] = (xr[c] - m) * r * w[c] + b[c];
     if (lid == 0) {
@@ -275,8 +257,8 @@ __kernel void layernorm_backward_dx_wg(__global float *dx, const ulong dx_off,
         sg += g;
         sgx += g * ((xr[c] - m) * r);
     }
-    const float mg = layernorm_group_sum(sg, scratch) / (float)C;
-    const float mgx = layernorm_group_sum(sgx, scratch) / (float)C;
+    const float mg = group_sum(sg, scratch) / (float)C;
+    const float mgx = group_sum(sgx, scratch) / (float)C;
     for (ulong c = lid; c < C; c += L) {
         const float g = w[c] * dyr[c];
         const float xh = (xr[c] - m) * r;

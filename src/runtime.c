@@ -606,7 +606,7 @@ int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n)
     return cae_launch(ctx, k, 1, &n, &local);
 }
 
-int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows)
+int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows, size_t per_item)
 {
     size_t wg = 0, L = 1, limit = ctx->row_group;
     if (rows == 0)
@@ -614,11 +614,11 @@ int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows)
     CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
     if (limit > wg)
         limit = wg;
-    if (limit > ctx->local_mem / sizeof(float))
-        limit = (size_t)(ctx->local_mem / sizeof(float));
+    if (limit > ctx->local_mem / (per_item * sizeof(float)))
+        limit = (size_t)(ctx->local_mem / (per_item * sizeof(float)));
     while (L * 2 <= limit)
         L *= 2;
-    CAE_TRY(cae_arg_local(k, &scratch_arg, L * sizeof(float)));
+    CAE_TRY(cae_arg_local(k, &scratch_arg, L * per_item * sizeof(float)));
     size_t global = rows * L;
     return cae_launch(ctx, k, 1, &global, &L);
 }

@@ -64,7 +64,7 @@ typedef struct cae_ctx {
     size_t n_kernels, cap_kernels;
     cae_gemm_choice gemm;    /* resolved: CAE_GEMM_CLBLAST or CAE_GEMM_HOST */
     int attention_fused;     /* attention core (src/ops/mha.c): 1 fused kernel, 0 GEMMs */
-    size_t row_group;        /* row kernels (LayerNorm): 0 one row per work-item (CPUs),
+    size_t row_group;        /* row kernels (LayerNorm, cross-entropy): 0 one row per work-item (CPUs),
                               * else one row per work-group of at most this size (GPUs) */
     cl_mem gemm_temp;        /* CLBlast temporary buffer, grown on demand */
     size_t gemm_temp_bytes;
@@ -119,11 +119,11 @@ int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global,
                const size_t *local);
 /* 1-D launch over n items with the kernel's preferred work-group size. */
 int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n);
-/* One work-group per row for rows kernels taking a __local float scratch of
- * one float per work-item as their last argument (set here): the group size
- * is the largest power of two within ctx->row_group, the kernel's limit and
- * the device's local memory. */
-int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows);
+/* One work-group per row for row kernels taking a __local float scratch of
+ * per_item floats per work-item as their last argument (set here): the
+ * group size is the largest power of two within ctx->row_group, the
+ * kernel's limit and the device's local memory. */
+int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows, size_t per_item);
 
 /* Keep ev (a command just enqueued) under name for profiling; the event is
  * released here if it cannot be kept. */

@@ -224,7 +224,7 @@ START_TEST(test_fixture_clblast)
 END_TEST
 
 /* The GPU kernel shapes (fused attention core, a work-group per LayerNorm
- * row) on every fixture */
+ * and cross-entropy row) on every fixture */
 static void gpu_shapes(int on)
 {
     if (on) {

@@ -32,7 +32,7 @@ int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
     CAE_TRY(cae_arg_ulong(k, &i, C));
     CAE_TRY(cae_arg_float(k, &i, CAE_LN_EPS));
     if (grouped)
-        return cae_launch_rows(ctx, k, i, T);
+        return cae_launch_rows(ctx, k, i, T, 1);
     return cae_launch_1d(ctx, k, T); /* one work-item per row */
 }
 
@@ -60,7 +60,7 @@ int cae_layernorm_backward(cae_ctx *ctx, cae_buf dx /* [T,C] */,
     CAE_TRY(cae_arg_ulong(k, &i, C));
     CAE_TRY(cae_arg_int(k, &i, accumulate ? 1 : 0));
     if (grouped)
-        CAE_TRY(cae_launch_rows(ctx, k, i, T));
+        CAE_TRY(cae_launch_rows(ctx, k, i, T, 1));
     else
         CAE_TRY(cae_launch_1d(ctx, k, T)); /* one work-item per row */
 

@@ -12,7 +12,8 @@
 
 #include <limits.h>
 
-/* cross-entropy, one work-item per row; labels are cl_int */
+/* cross-entropy, a row per work-item or per work-group (ctx->row_group);
+ * labels are cl_int */
 int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
                       cae_buf row_loss /* [R] */, cae_buf row_correct /* [R] */,
                       cae_buf logits /* [R,K] */, cae_buf labels /* int [R] */,
@@ -28,7 +29,8 @@ int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
                    "logits and labels must be present", K);
         return -1;
     }
-    if (!(k = cae_kernel(ctx, "loss_cross_entropy")))
+    const int grouped = ctx->row_group > 0;
+    if (!(k = cae_kernel(ctx, grouped ? "loss_cross_entropy_wg" : "loss_cross_entropy")))
         return -1;
     CAE_TRY(cae_arg_buf(k, &a, dlogits));
     CAE_TRY(cae_arg_int(k, &a, dlogits.mem != NULL));
@@ -41,6 +43,8 @@ int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
     CAE_TRY(cae_arg_float(k, &a, grad_scale));
     CAE_TRY(cae_arg_ulong(k, &a, R));
     CAE_TRY(cae_arg_ulong(k, &a, K));
+    if (grouped)
+        return cae_launch_rows(ctx, k, a, R, 2); /* values and argmax indices */
     return cae_launch_1d(ctx, k, R);
 }
 
