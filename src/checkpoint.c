@@ -383,70 +383,6 @@ static int candidate_cmp(const void *pa, const void *pb)
     return strcmp(a->name, b->name);
 }
 
-/* A quick, silent look at whether the file is as long as its header says,
- * so a truncated checkpoint costs one warning line, not the reader's error
- * and a warning. Anything else wrong is left to the full read. */
-static int long_enough(const char *path, char *why)
-{
-    unsigned char len8[8];
-    uint64_t hlen = 0, end = 0;
-    char *hdr = NULL;
-    json_t *root = NULL, *val;
-    const char *key;
-    struct stat sb;
-    int rc = -1;
-    FILE *fp = fopen(path, "rb");
-
-    if (!fp)
-        return why_set(why, "cannot open: %s", strerror(errno));
-    if (fstat(fileno(fp), &sb) != 0) {
-        why_set(why, "cannot stat: %s", strerror(errno));
-        goto out;
-    }
-    if (sb.st_size < 8 || fread(len8, 1, 8, fp) != 8) {
-        why_set(why, "%lld bytes, too short for a safetensors file", (long long)sb.st_size);
-        goto out;
-    }
-    for (int i = 0; i < 8; i++)
-        hlen |= (uint64_t)len8[i] << (8 * i);
-    if (hlen > (uint64_t)sb.st_size - 8) {
-        why_set(why, "its %" PRIu64 "-byte header runs past the end of the file (%lld bytes; "
-                "truncated?)", hlen, (long long)sb.st_size);
-        goto out;
-    }
-    hdr = malloc(hlen ? (size_t)hlen : 1);
-    if (!hdr || fread(hdr, 1, (size_t)hlen, fp) != hlen) {
-        why_set(why, "cannot read its %" PRIu64 "-byte header", hlen);
-        goto out;
-    }
-    root = json_loadb(hdr, (size_t)hlen, 0, NULL);
-    if (!json_is_object(root)) {
-        why_set(why, "its header is not a JSON object");
-        goto out;
-    }
-    json_object_foreach(root, key, val) {
-        json_t *last = json_array_get(json_object_get(val, "data_offsets"), 1);
-        if (strcmp(key, "__metadata__") == 0)
-            continue;
-        if (!json_is_integer(last) || json_integer_value(last) < 0) {
-            why_set(why, "tensor '%s' has no valid data_offsets", key);
-            goto out;
-        }
-        if ((uint64_t)json_integer_value(last) > end)
-            end = (uint64_t)json_integer_value(last);
-    }
-    if (end > (uint64_t)sb.st_size - 8 - hlen) {
-        why_set(why, "%lld bytes, but its header describes %" PRIu64 " (truncated)",
-                (long long)sb.st_size, 8 + hlen + end);
-        goto out;
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    free(hdr);
-    fclose(fp); /* read only: nothing to lose */
-    return rc;
-}
 
 /* The checkpoint-<N>.safetensors names in dir, newest first; 1 if the
  * folder does not exist. */
@@ -525,10 +461,11 @@ int cae_checkpoint_latest(const char *dir, const cae_param_table *t, char *path,
             break;
         }
         sprintf(full, "%s/%s", dir, list[i].name);
-        if (long_enough(full, why) != 0) {
+        /* the header alone: its offsets are checked against the file's
+         * size, so a truncated file is skipped; cae_checkpoint_load reads
+         * the chosen one whole */
+        if (cae_st_read_header_quiet(&f, full, why, sizeof why) != 0) {
             cae_errorf("warning: skipping %s: %s", full, why);
-        } else if (cae_st_read(&f, full) != 0) {
-            cae_errorf("warning: skipping %s: it does not read back whole (above)", full);
         } else {
             /* a whole file of another model is no reason to start afresh
              * and overwrite it: an error, not a skip */

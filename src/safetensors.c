@@ -82,6 +82,11 @@ static void shown(char *dst, size_t cap, const char *s)
 
 /* Prints "cae-cl: FILE: tensor 'NAME': MESSAGE" (or without the tensor) as
    one line with one call, so lines from several ranks do not interleave. */
+/* While set (cae_st_read_header_quiet), the first error goes here instead
+ * of stderr. */
+static _Thread_local char *st_capture;
+static _Thread_local size_t st_capture_size;
+
 static void st_error(const char *file, const char *tensor, const char *fmt, ...)
 {
     char msg[768], name[ST_SHOWN_MAX + 8];
@@ -91,6 +96,17 @@ static void st_error(const char *file, const char *tensor, const char *fmt, ...)
     if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
         snprintf(msg, sizeof msg, "(could not format the error message)");
     va_end(ap);
+    if (st_capture != NULL) {
+        if (st_capture[0] == '\0') {
+            if (tensor != NULL) {
+                shown(name, sizeof name, tensor);
+                snprintf(st_capture, st_capture_size, "tensor '%s': %s", name, msg);
+            } else {
+                snprintf(st_capture, st_capture_size, "%s", msg);
+            }
+        }
+        return;
+    }
     if (tensor != NULL) {
         shown(name, sizeof name, tensor);
         fprintf(stderr, "cae-cl: %s: tensor '%s': %s\n", file, name, msg);
@@ -165,11 +181,15 @@ static int tensor_sizes(const char *file, cae_st_tensor *t)
 
 /* ---- reading -------------------------------------------------------------- */
 
-static int read_whole(const char *path, unsigned char **out, size_t *out_size)
+static int read_exact(int fd, const char *path, unsigned char *buf, size_t n, size_t size);
+
+/* The whole file, or with header_only its first 8 + header-length bytes
+ * (*out_size is still the file's size: the header is checked against it). */
+static int read_file(const char *path, int header_only, unsigned char **out, size_t *out_size)
 {
     struct stat sb;
     unsigned char *buf = NULL;
-    size_t size, got = 0;
+    size_t size, want;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
@@ -189,26 +209,29 @@ static int read_whole(const char *path, unsigned char **out, size_t *out_size)
         goto fail;
     }
     size = (size_t)sb.st_size;
+    want = size;
+    if (header_only && size >= 8) {
+        unsigned char len8[8];
+        uint64_t hlen = 0;
+        if (read_exact(fd, path, len8, 8, size) != 0)
+            goto fail;
+        for (int i = 7; i >= 0; i--)
+            hlen = hlen << 8 | len8[i];
+        /* an absurd length is refused by the caller, which sees the 8 bytes */
+        want = hlen <= size - 8 && hlen <= ST_MAX_HEADER ? 8 + (size_t)hlen : 8;
+        if (lseek(fd, 0, SEEK_SET) != 0) {
+            st_error(path, NULL, "cannot seek: %s", strerror(errno));
+            goto fail;
+        }
+    }
     /* One spare byte so that an empty file still gets a real buffer. */
-    buf = malloc(size + 1);
+    buf = malloc(want + 1);
     if (buf == NULL) {
-        st_error(path, NULL, "out of memory reading %zu bytes", size);
+        st_error(path, NULL, "out of memory reading %zu bytes", want);
         goto fail;
     }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st_error(path, NULL, "cannot read: %s", strerror(errno));
-            goto fail;
-        }
-        if (r == 0) {
-            st_error(path, NULL, "file shrank to %zu bytes while being read (was %zu)", got, size);
-            goto fail;
-        }
-        got += (size_t)r;
-    }
+    if (read_exact(fd, path, buf, want, size) != 0)
+        goto fail;
     if (close(fd) != 0) {
         fd = -1;
         st_error(path, NULL, "cannot close: %s", strerror(errno));
@@ -222,6 +245,27 @@ fail:
         close(fd);   /* already failing; a close error would add nothing */
     free(buf);
     return -1;
+}
+
+/* n bytes from fd's position into buf; size is the file's size (messages) */
+static int read_exact(int fd, const char *path, unsigned char *buf, size_t n, size_t size)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st_error(path, NULL, "cannot read: %s", strerror(errno));
+            return -1;
+        }
+        if (r == 0) {
+            st_error(path, NULL, "file shrank to %zu bytes while being read (was %zu)", got, size);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
 }
 
 /* Where a tensor's bytes lie in the data area, for the overlap check. */
@@ -495,7 +539,7 @@ static void report_json_error(const cae_st_file *g, const char *hdr, size_t len,
     free(key);
 }
 
-int cae_st_read(cae_st_file *f, const char *path)
+static int st_load(cae_st_file *f, const char *path, int header_only)
 {
     cae_st_file g;
     json_error_t jerr;
@@ -515,7 +559,7 @@ int cae_st_read(cae_st_file *f, const char *path)
         st_error(path, NULL, "out of memory");
         return -1;
     }
-    if (read_whole(path, &g.bytes, &g.size) != 0)
+    if (read_file(path, header_only, &g.bytes, &g.size) != 0)
         goto fail;
     if (g.size < 8) {
         st_error(path, NULL, "file is %zu bytes, shorter than the 8-byte header length", g.size);
@@ -551,11 +595,37 @@ int cae_st_read(cae_st_file *f, const char *path)
     json_decref(root);
     if (rc != 0)
         goto fail;
+    if (header_only) /* the data was not read */
+        for (size_t i = 0; i < g.n_tensors; i++)
+            g.tensors[i].data = NULL;
     *f = g;
     return 0;
 fail:
     cae_st_free(&g);
     return -1;
+}
+
+int cae_st_read(cae_st_file *f, const char *path)
+{
+    return st_load(f, path, 0);
+}
+
+int cae_st_read_header(cae_st_file *f, const char *path)
+{
+    return st_load(f, path, 1);
+}
+
+int cae_st_read_header_quiet(cae_st_file *f, const char *path, char *why, size_t why_size)
+{
+    int rc;
+    if (why == NULL || why_size == 0)
+        return st_load(f, path, 1);
+    why[0] = '\0';
+    st_capture = why;
+    st_capture_size = why_size;
+    rc = st_load(f, path, 1);
+    st_capture = NULL;
+    return rc;
 }
 
 void cae_st_free(cae_st_file *f)

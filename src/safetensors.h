@@ -45,7 +45,8 @@ typedef struct {
 
 typedef struct {
     char *path;
-    unsigned char *bytes;  size_t size;          /* the whole file in memory */
+    unsigned char *bytes;  size_t size;          /* the file in memory (its header alone
+                                                    after cae_st_read_header); size: the file's */
     cae_st_tensor *tensors; size_t n_tensors;    /* in header order */
     char **meta_keys; char **meta_values; size_t n_meta;   /* __metadata__ */
 } cae_st_file;
@@ -56,6 +57,12 @@ const char *cae_dtype_name(cae_dtype t);             /* "F32", ...; "?" if inval
 /* Reads and validates the whole file; on error f is left empty (all zero),
    so cae_st_free on it is always safe. */
 int  cae_st_read(cae_st_file *f, const char *path);
+/* The same checks from the header alone (names, dtypes, shapes, offsets
+   against the file's size, metadata) without reading the data: every
+   tensor's data is NULL. For choosing and validating files cheaply. */
+int  cae_st_read_header(cae_st_file *f, const char *path);
+/* The same, printing nothing: on failure why holds the reason. */
+int  cae_st_read_header_quiet(cae_st_file *f, const char *path, char *why, size_t why_size);
 void cae_st_free(cae_st_file *f);
 const cae_st_tensor *cae_st_find(const cae_st_file *f, const char *name);   /* NULL if absent */
 const char *cae_st_meta(const cae_st_file *f, const char *key);             /* NULL if absent */

@@ -190,15 +190,18 @@ static int is_empty(const cae_st_file *f)
            f->meta_keys == NULL && f->meta_values == NULL && f->n_meta == 0;
 }
 
-/* Reads PATH, which must be refused with one line naming FILE (and TENSOR). */
-static void expect_refused(const char *what, const char *path, const char *tensor, const char *fragment)
+/* Reads PATH, which must be refused with one line naming FILE (and TENSOR)
+ * by the whole read and by the header-only read alike; the quiet header
+ * read prints nothing and hands back the same reason. */
+static void expect_refused_by(int header_only, const char *what, const char *path,
+                              const char *tensor, const char *fragment)
 {
     cae_st_file f;
     char *err;
     int rc;
     memset(&f, 0xab, sizeof f);   /* the reader must clear it */
     capture_begin();
-    rc = cae_st_read(&f, path);
+    rc = header_only ? cae_st_read_header(&f, path) : cae_st_read(&f, path);
     err = capture_end();
     ck_assert_msg(rc == -1, "%s: read returned %d", what, rc);
     ck_assert_msg(is_empty(&f), "%s: file struct not left empty", what);
@@ -207,6 +210,22 @@ static void expect_refused(const char *what, const char *path, const char *tenso
         ck_assert_msg(strstr(err, "tensor '") == NULL, "%s: names a tensor: %s", what, err);
     free(err);
     cae_st_free(&f);
+}
+
+static void expect_refused(const char *what, const char *path, const char *tensor, const char *fragment)
+{
+    cae_st_file f;
+    char why[1024], *err;
+    expect_refused_by(0, what, path, tensor, fragment);
+    expect_refused_by(1, what, path, tensor, fragment);
+    capture_begin();
+    ck_assert_int_eq(cae_st_read_header_quiet(&f, path, why, sizeof why), -1);
+    err = capture_end();
+    ck_assert_msg(err[0] == '\0', "%s: the quiet read printed: %s", what, err);
+    ck_assert_msg(strstr(why, fragment) != NULL, "%s: quiet reason '%s' lacks '%s'", what, why,
+                  fragment);
+    ck_assert(is_empty(&f));
+    free(err);
 }
 
 /* ---- round trip ------------------------------------------------------------- */
@@ -327,6 +346,21 @@ START_TEST(test_round_trip)
     ck_assert_ptr_null(cae_st_meta(&f, "absent"));
     ck_assert_ptr_null(cae_st_find(&f, "absent"));
     ck_assert_ptr_null(cae_st_find(&f, "encoder.patch_embed.proj"));
+    /* the header alone: the same names, shapes and metadata, no data */
+    {
+        cae_st_file h;
+        ck_assert_int_eq(cae_st_read_header(&h, path), 0);
+        ck_assert_uint_eq(h.size, f.size);
+        ck_assert_uint_eq(h.n_tensors, f.n_tensors);
+        for (size_t i = 0; i < N_RT; i++) {
+            ck_assert_str_eq(h.tensors[i].name, f.tensors[i].name);
+            ck_assert_int_eq(h.tensors[i].ndim, f.tensors[i].ndim);
+            ck_assert_uint_eq(h.tensors[i].nbytes, f.tensors[i].nbytes);
+            ck_assert_ptr_null(h.tensors[i].data);
+        }
+        ck_assert_str_eq(cae_st_meta(&h, "step"), "1200");
+        cae_st_free(&h);
+    }
     cae_st_free(&f);
     ck_assert(is_empty(&f));
     cae_st_free(&f);   /* freeing twice is harmless */

@@ -201,7 +201,7 @@ static int is_weights_file(const char *path)
     cae_st_file f;
     const char *format;
     int weights;
-    if (cae_st_read(&f, path) != 0)
+    if (cae_st_read_header(&f, path) != 0)
         return -1;
     format = cae_st_meta(&f, "format");
     weights = !format || strncmp(format, "cae-cl-checkpoint-", 18) != 0;

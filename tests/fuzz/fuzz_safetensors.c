@@ -1,6 +1,8 @@
 /* tests/fuzz/fuzz_safetensors.c: cae_st_read over arbitrary bytes (written
  * to a scratch file, the reader's only entry point). A file it accepts must
- * be usable: every tensor's bytes readable, names and metadata findable. */
+ * be usable: every tensor's bytes readable, names and metadata findable.
+ * The header-only read (quiet and not) must agree with it: accept exactly
+ * the same files, with the same tensors. */
 #include "fuzz.h"
 #include "safetensors.h"
 
@@ -18,6 +20,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (path[0] == '\0')
         snprintf(path, sizeof path, "%s/input.safetensors", cae_fuzz_tmpdir());
     cae_fuzz_write(path, data, size);
+    {
+        cae_st_file h;
+        char why[512];
+        int whole = cae_st_read(&f, path) == 0;
+        size_t n = f.n_tensors;
+        cae_st_free(&f);
+        if ((cae_st_read_header_quiet(&h, path, why, sizeof why) == 0) != whole)
+            abort();
+        if (whole && h.n_tensors != n)
+            abort();
+        cae_st_free(&h);
+    }
     if (cae_st_read(&f, path) == 0) {
         for (size_t i = 0; i < f.n_tensors; i++) {
             const cae_st_tensor *t = &f.tensors[i];
