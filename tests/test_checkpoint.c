@@ -16,6 +16,8 @@
 #include "safetensors.h"
 #include "testutil.h"
 
+#include "capture.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -164,16 +166,9 @@ static void scratch_setup(void)
     ck_assert_int_eq(chmod(base, 0755), 0);
 }
 
-static int saved_stderr = -1;
-static char capture_path[300];
-
 static void scratch_teardown(void)
 {
-    if (saved_stderr >= 0) { /* a test failed while capturing */
-        dup2(saved_stderr, 2);
-        close(saved_stderr);
-        saved_stderr = -1;
-    }
+    capture_abandon(); /* a test failed while capturing */
     rm_tree(base);
 }
 
@@ -199,34 +194,6 @@ static char *read_all(const char *path, size_t *size)
     fclose(f);
     *size = (size_t)n;
     return buf;
-}
-
-static void capture_begin(void)
-{
-    int fd;
-    in_base(capture_path, sizeof capture_path, "stderr.txt");
-    fflush(stderr);
-    fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    saved_stderr = dup(2);
-    ck_assert_int_ge(saved_stderr, 0);
-    ck_assert_int_eq(dup2(fd, 2), 2);
-    close(fd);
-}
-
-/* What was printed (also echoed to the real stderr, for the test log). */
-static char *capture_end(void)
-{
-    size_t n;
-    char *text;
-    fflush(stderr);
-    ck_assert_int_eq(dup2(saved_stderr, 2), 2);
-    close(saved_stderr);
-    saved_stderr = -1;
-    text = read_all(capture_path, &n);
-    unlink(capture_path);
-    fputs(text, stderr);
-    return text;
 }
 
 static int count_lines(const char *s)
@@ -346,7 +313,7 @@ START_TEST(test_weights_only)
     /* resuming needs the moments: refused, naming the first one missing */
     for (int k = 0; k < 3; k++)
         before[k] = snapshot(&dst, k);
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &dst.t, &dst.a[0], &dst.a[1], &dst.a[2],
                                          &meta), -1);
     err = capture_end();
@@ -373,7 +340,7 @@ START_TEST(test_weights_only)
         cae_arena_image_free(&dst.t, img);
     }
     cae_st_free(&f);
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(cae_checkpoint_load(fixture, tu_ctx(), &dst.t, &dst.a[0], &dst.a[1], &dst.a[2],
                                          NULL), -1);
     err = capture_end();
@@ -412,14 +379,14 @@ START_TEST(test_other_model_refused)
         for (int k = 0; k < 3; k++)
             before[k] = snapshot(&m, k);
 
-        capture_begin();
+        capture_begin(base);
         ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &m.t, &m.a[0], &m.a[1], &m.a[2], NULL),
                          -1);
         err = capture_end();
         assert_one_line(err, path, cases[c].named);
         free(err);
         /* the model alone is refused too */
-        capture_begin();
+        capture_begin(base);
         ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &m.t, &m.a[0], NULL, NULL, NULL), -1);
         err = capture_end();
         assert_one_line(err, path, cases[c].named);
@@ -454,7 +421,7 @@ START_TEST(test_truncated_refused)
         model_fill(&m, 31);
         for (int k = 0; k < 3; k++)
             before[k] = snapshot(&m, k);
-        capture_begin();
+        capture_begin(base);
         ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &m.t, &m.a[0], &m.a[1], &m.a[2], NULL),
                          -1);
         err = capture_end();
@@ -500,7 +467,7 @@ START_TEST(test_latest)
     snprintf(name, sizeof name, "%s/checkpoint-13.safetensors.bak", dir);
     ck_assert_int_eq(save_model(name, &m, NULL), 0);
 
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(cae_checkpoint_latest(dir, &m.t, path, sizeof path), 0);
     err = capture_end();
     ck_assert_str_eq(path, want);
@@ -515,7 +482,7 @@ START_TEST(test_latest)
     model_fill(&other, 41);
     snprintf(name, sizeof name, "%s/checkpoint-20.safetensors", dir);
     ck_assert_int_eq(save_model(name, &other, NULL), 0);
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(cae_checkpoint_latest(dir, &m.t, path, sizeof path), -1);
     err = capture_end();
     assert_one_line(err, "checkpoint-20.safetensors", "'encoder.cls_token'");
@@ -538,7 +505,7 @@ START_TEST(test_read_only_folder)
     ck_assert_int_eq(mkdir(dir, 0555), 0);
     ck_assert_int_eq(chmod(dir, 0555), 0);
     snprintf(path, sizeof path, "%s/checkpoint-1.safetensors", dir);
-    capture_begin();
+    capture_begin(base);
     /* root writes anywhere: act as nobody for the save */
     if (geteuid() == 0) {
         ck_assert_int_eq(seteuid(65534), 0);
@@ -581,7 +548,7 @@ START_TEST(test_failed_save_keeps_old)
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
     ck_assert_int_eq(sigaction(SIGXFSZ, &ignore, &saved_action), 0);
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
     rc = save_model(path, &m, NULL);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &saved), 0);
@@ -602,7 +569,7 @@ START_TEST(test_failed_save_keeps_old)
         struct stat sb;
         in_base(dirpath, sizeof dirpath, "checkpoint-4.safetensors");
         ck_assert_int_eq(mkdir(dirpath, 0755), 0);
-        capture_begin();
+        capture_begin(base);
         rc = save_model(dirpath, &m, NULL);
         err = capture_end();
         ck_assert_int_eq(rc, -1);
@@ -655,7 +622,7 @@ START_TEST(test_frozen_gammas)
             ck_assert_int_eq(cae_st_writer_add(w, gammas[g], CAE_DT_F32, 1, shape, ones), 0);
         ck_assert_int_eq(cae_st_writer_write(w, path), 0);
         cae_st_writer_free(w);
-        capture_begin();
+        capture_begin(base);
         ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &m.t, &m.a[0], NULL, NULL, NULL),
                          (trained ? -1 : 0));
         err = capture_end();
@@ -676,7 +643,7 @@ START_TEST(test_bad_arguments)
     model_new(&m, 16, 1, 0);
     in_base(path, sizeof path, "checkpoint-1.safetensors");
     /* one moment without the other */
-    capture_begin();
+    capture_begin(base);
     ck_assert_int_eq(cae_checkpoint_save(path, tu_ctx(), &m.t, &m.a[0], &m.a[1], NULL, NULL), -1);
     ck_assert_int_eq(cae_checkpoint_load(path, tu_ctx(), &m.t, &m.a[0], NULL, &m.a[2], NULL), -1);
     err = capture_end();

@@ -18,6 +18,8 @@
 #include "testutil.h"
 #include "tokenizer/dalle.h"
 
+#include "capture.h"
+
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -48,43 +50,6 @@ static const char *small_dir(void)
     return dir;
 }
 
-/* ---- stderr capture: no assertions between begin and end ---------------- */
-
-static int saved_stderr = -1;
-static char capture_path[4200];
-
-static void capture_begin(void)
-{
-    int fd;
-    fflush(stderr);
-    fixture_path(capture_path, sizeof capture_path, tmpdir, "stderr.txt");
-    fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert(fd >= 0);
-    saved_stderr = dup(2);
-    ck_assert(saved_stderr >= 0);
-    ck_assert(dup2(fd, 2) == 2);
-    ck_assert(close(fd) == 0);
-}
-
-static char *capture_end(void)
-{
-    FILE *f;
-    char *text = calloc(1, 65536);
-    size_t n;
-    fflush(stderr);
-    ck_assert(dup2(saved_stderr, 2) == 2);
-    ck_assert(close(saved_stderr) == 0);
-    saved_stderr = -1;
-    ck_assert_ptr_nonnull(text);
-    f = fopen(capture_path, "r");
-    ck_assert_ptr_nonnull(f);
-    n = fread(text, 1, 65535, f);
-    text[n] = '\0';
-    fclose(f);
-    ck_assert(unlink(capture_path) == 0);
-    return text;
-}
-
 /* Loading PATH must fail with exactly one line containing each of the
  * fragments (NULL ends the list). */
 static void expect_refused(const char *path, size_t batch, int size, const char *frag1,
@@ -94,7 +59,7 @@ static void expect_refused(const char *path, size_t batch, int size, const char 
     char *err;
     int rc;
     cae_ctx *ctx = tu_ctx();
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_dalle_load(&d, ctx, path, batch, size);
     err = capture_end();
     ck_assert_msg(rc == -1, "load of %s succeeded", path);
@@ -119,6 +84,7 @@ static void teardown(void)
 {
     char path[4200];
     const char *names[] = {"weights.safetensors", "stderr.txt"};
+    capture_abandon(); /* a test failed while capturing */
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         fixture_path(path, sizeof path, tmpdir, names[i]);
         unlink(path);
@@ -442,13 +408,13 @@ START_TEST(test_small_buffers)
     ck_assert_int_eq(cae_dalle_load(&d, ctx, path, 2, 24), 0);
     ck_assert_int_eq(cae_alloc(ctx, 2 * 3 * 24 * 24 * 4, &view), 0);
     ck_assert_int_eq(cae_alloc(ctx, 6 * 4, &small), 0);
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_dalle_labels(d, (cae_buf){small, 0}, (cae_buf){view, 1}, (cae_buf){small, 0}, 3);
     err = capture_end();
     ck_assert_int_eq(rc, -1);
     ck_assert_msg(strstr(err, "view buffer holds 3455") != NULL && strstr(err, "3456 needed"), "%s", err);
     free(err);
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_dalle_labels(d, (cae_buf){small, 0}, (cae_buf){view, 0}, (cae_buf){small, 1}, 3);
     err = capture_end();
     ck_assert_int_eq(rc, -1);

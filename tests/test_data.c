@@ -19,6 +19,8 @@
 #include "data/image.h"
 #include "data/loader.h"
 
+#include "capture.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -78,6 +80,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    capture_abandon(); /* a test failed while capturing */
     rm_tree(tmpdir);
 }
 
@@ -121,36 +124,6 @@ static void pathf(char *buf, size_t size, const char *format, ...)
     n = vsnprintf(buf, size, format, ap);
     va_end(ap);
     ck_assert_msg(n >= 0 && (size_t)n < size, "path too long: %s", buf);
-}
-
-/* stderr goes to a file between capture_begin and capture_end */
-static int saved_stderr = -1;
-static char capture_path[8192];
-
-static void capture_begin(void)
-{
-    int fd;
-    fflush(stderr);
-    pathf(capture_path, sizeof capture_path, "%s/.stderr", tmpdir);
-    fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert(fd >= 0);
-    saved_stderr = dup(2);
-    ck_assert(saved_stderr >= 0);
-    ck_assert(dup2(fd, 2) == 2);
-    ck_assert(close(fd) == 0);
-}
-
-static char *capture_end(void)
-{
-    size_t len;
-    char *text;
-    fflush(stderr);
-    ck_assert(dup2(saved_stderr, 2) == 2);
-    ck_assert(close(saved_stderr) == 0);
-    saved_stderr = -1;
-    text = slurp(capture_path, &len);
-    ck_assert(unlink(capture_path) == 0);
-    return text;
 }
 
 /* err is one line that contains name and fragment */
@@ -325,7 +298,7 @@ START_TEST(test_decode_bad_files)
         cae_image img = {0};
         int rc;
         pathf(path, sizeof path, "%s/bad/%s", images, bad[i].name);
-        capture_begin();
+        capture_begin(tmpdir);
         rc = cae_decode_file(d, path, &img);
         err = capture_end();
         ck_assert_msg(rc == 1, "%s: rc %d", bad[i].name, rc);
@@ -403,7 +376,7 @@ static void expect_refused(const char *data_path, const char *name, const char *
     char *err;
     int rc;
 
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_dataset_open(&ds, data_path);
     err = capture_end();
     ck_assert_msg(rc == -1, "%s: opened", data_path);
@@ -714,7 +687,7 @@ START_TEST(test_loader_steps_and_ranks)
     /* more than the data set per step */
     c = loader_cfg(ds, 5, 1, 2);
     c.world_size = 3;
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_new(&l, &c), -1);
     err = capture_end();
     assert_one_line(err, "--batch_size 5", "more than the ImageFolder");
@@ -793,7 +766,7 @@ START_TEST(test_loader_misuse)
     char *err;
 
     ck_assert_int_eq(cae_loader_new(&l, &c), 0);
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_next(l, &b1), -1);
     err = capture_end();
     assert_one_line(err, "cae_loader_next", "not called");
@@ -802,12 +775,12 @@ START_TEST(test_loader_misuse)
     ck_assert_int_eq(cae_loader_next(l, &b1), 0);
     ck_assert_int_eq(cae_loader_next(l, &b2), 0);
     ck_assert_int_eq(cae_loader_next(l, &b4), 0); /* all ring + 1 batches held */
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_next(l, &b3), -1);
     err = capture_end();
     assert_one_line(err, "cae_loader_next", "all 3 batches of the ring are held");
     free(err);
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_start(l, 1, 0), -1);
     err = capture_end();
     assert_one_line(err, "cae_loader_start", "not released");
@@ -820,7 +793,7 @@ START_TEST(test_loader_misuse)
     cae_loader_release(l, b1);
     cae_loader_release(l, b3);
     cae_loader_release(l, b4);
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_start(l, 1, 8), -1);
     err = capture_end();
     assert_one_line(err, "cae_loader_start", "step 8 of an epoch of 7");
@@ -830,21 +803,21 @@ START_TEST(test_loader_misuse)
     cae_loader_free(l);
 
     c.rank = 1;
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_new(&l, &c), -1);
     err = capture_end();
     assert_one_line(err, "rank 1", "world size 1");
     free(err);
     c = loader_cfg(ds, 2, 1, 2);
     c.aug.crop_min = 2;
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_new(&l, &c), -1);
     err = capture_end();
     assert_one_line(err, "--crop_min_size 2", "");
     free(err);
     c = loader_cfg(ds, 2, 1, 2);
     c.mask.num_masking = G * G + 1;
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_loader_new(&l, &c), -1);
     err = capture_end();
     assert_one_line(err, "--num_mask_patches", "");
@@ -895,7 +868,7 @@ START_TEST(test_loader_replaces_unusable)
         run r;
         char *err;
         c.seed = 99;
-        capture_begin();
+        capture_begin(tmpdir);
         r = collect(&c, 3, 0);
         err = capture_end();
         assert_one_line(err, "b.jpg", "Premature end");
@@ -938,7 +911,7 @@ START_TEST(test_loader_all_unusable)
     for (int w = 0; w < 3; w += 2) {
         cae_loader_cfg c = loader_cfg(ds, 2, w, 1);
         ck_assert_int_eq(cae_loader_new(&l, &c), 0);
-        capture_begin(); /* the workers start at once */
+        capture_begin(tmpdir); /* the workers start at once */
         ck_assert_int_eq(cae_loader_start(l, 0, 0), 0);
         ck_assert_int_eq(cae_loader_next(l, &b), -1);
         ck_assert_ptr_null(b);

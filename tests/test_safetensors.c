@@ -8,6 +8,8 @@
    mkdtemp folder per test. */
 #include "safetensors.h"
 
+#include "capture.h"
+
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -62,6 +64,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    capture_abandon(); /* a test failed while capturing */
     rm_tree(tmpdir);
 }
 
@@ -131,40 +134,6 @@ static size_t count_entries(const char *dir)
     return n;
 }
 
-/* stderr goes to a file between capture_begin and capture_end, which
-   returns what was written (caller frees). No assertions in between, so a
-   failing test never leaves stderr redirected. */
-static int saved_stderr = -1;
-static char capture_path[8192];
-
-static void capture_begin(void)
-{
-    int fd;
-    fflush(stderr);
-    snprintf(capture_path, sizeof capture_path, "%s/.stderr", tmpdir);
-    fd = open(capture_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert(fd >= 0);
-    saved_stderr = dup(2);
-    ck_assert(saved_stderr >= 0);
-    ck_assert(dup2(fd, 2) == 2);
-    ck_assert(close(fd) == 0);
-}
-
-static char *capture_end(void)
-{
-    size_t len = 0;
-    unsigned char *text;
-    fflush(stderr);
-    ck_assert(dup2(saved_stderr, 2) == 2);
-    ck_assert(close(saved_stderr) == 0);
-    saved_stderr = -1;
-    text = slurp(capture_path, &len);
-    ck_assert_ptr_nonnull(text);
-    text[len] = '\0';
-    ck_assert(unlink(capture_path) == 0);
-    return (char *)text;
-}
-
 /* Exactly one line, starting "cae-cl: FILE: ", containing each fragment. */
 static void assert_one_line(const char *what, const char *err, const char *file, const char *tensor,
                             const char *fragment)
@@ -200,7 +169,7 @@ static void expect_refused_by(int header_only, const char *what, const char *pat
     char *err;
     int rc;
     memset(&f, 0xab, sizeof f);   /* the reader must clear it */
-    capture_begin();
+    capture_begin(tmpdir);
     rc = header_only ? cae_st_read_header(&f, path) : cae_st_read(&f, path);
     err = capture_end();
     ck_assert_msg(rc == -1, "%s: read returned %d", what, rc);
@@ -218,7 +187,7 @@ static void expect_refused(const char *what, const char *path, const char *tenso
     char why[1024], *err;
     expect_refused_by(0, what, path, tensor, fragment);
     expect_refused_by(1, what, path, tensor, fragment);
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert_int_eq(cae_st_read_header_quiet(&f, path, why, sizeof why), -1);
     err = capture_end();
     ck_assert_msg(err[0] == '\0', "%s: the quiet read printed: %s", what, err);
@@ -604,42 +573,42 @@ START_TEST(test_expect)
     ck_assert_ptr_nonnull(t);
     ck_assert(*(const float *)t->data == 1.0f);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "head.weight", CAE_DT_F16, 2, shape);
     err = capture_end();
     ck_assert_ptr_null(t);
     assert_one_line("wrong dtype", err, path, "head.weight", "dtype F32, expected F16");
     free(err);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 2, wrong);
     err = capture_end();
     ck_assert_ptr_null(t);
     assert_one_line("wrong dims", err, path, "head.weight", "shape [3, 2], expected [2, 3]");
     free(err);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 3, longer);
     err = capture_end();
     ck_assert_ptr_null(t);
     assert_one_line("wrong ndim", err, path, "head.weight", "shape [3, 2], expected [3, 2, 1]");
     free(err);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "scale", CAE_DT_F32, 1, shape);
     err = capture_end();
     ck_assert_ptr_null(t);
     assert_one_line("scalar vs vector", err, path, "scale", "shape [], expected [3]");
     free(err);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "head.bias", CAE_DT_F32, 1, shape);
     err = capture_end();
     ck_assert_ptr_null(t);
     assert_one_line("missing", err, path, "head.bias", "not found (the file has 2 tensors)");
     free(err);
 
-    capture_begin();
+    capture_begin(tmpdir);
     t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 2, NULL);
     err = capture_end();
     ck_assert_ptr_null(t);
@@ -684,7 +653,7 @@ START_TEST(test_writer_refuses)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t *shape = cases[i].shape == 1 ? neg : cases[i].shape == 2 ? nine
                                : cases[i].shape == 3 ? huge : ok;
-        capture_begin();
+        capture_begin(tmpdir);
         rc = cae_st_writer_add(w, cases[i].name, (cae_dtype)cases[i].dtype, cases[i].ndim, shape,
                                cases[i].null_data ? NULL : data);
         err = capture_end();
@@ -692,7 +661,7 @@ START_TEST(test_writer_refuses)
         assert_one_line(cases[i].what, err, "safetensors writer", cases[i].tensor, cases[i].fragment);
         free(err);
     }
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_st_writer_meta(w, "k", "v");
     rc += cae_st_writer_meta(w, "k", "again");
     err = capture_end();
@@ -761,7 +730,7 @@ START_TEST(test_atomic_readonly_folder)
        permissions count. The folders above must let nobody through. */
     if (as_nobody)
         ck_assert(chmod(tmpdir, 0755) == 0);
-    capture_begin();
+    capture_begin(tmpdir);
     if (as_nobody && seteuid(65534) != 0) {
         err = capture_end();
         free(err);
@@ -791,7 +760,7 @@ START_TEST(test_atomic_path_is_directory)
 
     ck_assert(mkdir(path, 0700) == 0);
     put_bytes(tpath("ckpt.safetensors/inside"), old_text, sizeof old_text);
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_st_writer_write(w, path);
     err = capture_end();
     ck_assert_int_eq(rc, -1);
@@ -803,7 +772,7 @@ START_TEST(test_atomic_path_is_directory)
 
     /* An empty directory too: rename(2) must not replace it either. */
     ck_assert(unlink(tpath("ckpt.safetensors/inside")) == 0);
-    capture_begin();
+    capture_begin(tmpdir);
     rc = cae_st_writer_write(w, path);
     err = capture_end();
     ck_assert_int_eq(rc, -1);
@@ -832,7 +801,7 @@ START_TEST(test_atomic_write_fails_midway)
     lim.rlim_cur = 4096;
     old_handler = signal(SIGXFSZ, SIG_IGN);
     ck_assert(old_handler != SIG_ERR);
-    capture_begin();
+    capture_begin(tmpdir);
     ck_assert(setrlimit(RLIMIT_FSIZE, &lim) == 0);
     rc = cae_st_writer_write(w, path);
     ck_assert(setrlimit(RLIMIT_FSIZE, &old) == 0);
