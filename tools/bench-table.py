@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Print make bench's table from the JSON files of cae-cl-bench and
-bench-torch: bench-table.py DIR NAME:BATCH ... (files DIR/cl-NAME.json and
-DIR/torch-NAME.json)."""
+bench-torch: bench-table.py DIR NAME:BATCH ... [--clblast NAME:BATCH ...]
+(files DIR/cl-NAME.json and DIR/torch-NAME.json; after --clblast,
+DIR/clblast-NAME.json: the step with CLBlast GEMMs, printed beside the
+host-BLAS figure)."""
 import json
 import os
 import sys
@@ -18,8 +20,13 @@ def load(path):
 
 def main():
     d = sys.argv[1]
+    args = sys.argv[2:]
+    clblast = []
+    if "--clblast" in args:
+        i = args.index("--clblast")
+        args, clblast = args[:i], args[i + 1:]
     rows = []
-    for spec in sys.argv[2:]:
+    for spec in args:
         name, batch = spec.rsplit(":", 1)
         cl = load(os.path.join(d, f"cl-{name}.json"))
         th = load(os.path.join(d, f"torch-{name}.json"))
@@ -37,7 +44,24 @@ def main():
               f"{th['ms_per_step'] if th else float('nan'):13.1f} "
               f"{100 * cl['mfu'] if cl else float('nan'):5.1f}% "
               f"{cl.get('launches_per_step', float('nan')) if cl else float('nan'):9.0f}")
-    return 0 if all(cl and th for _, _, cl, th in rows) else 1
+    ok = all(cl and th for _, _, cl, th in rows)
+    if clblast:
+        print()
+        head = f"{'model (GEMMs on CLBlast)':32} {'batch':>5} {'clblast img/s':>13} " \
+               f"{'host img/s':>12} {'ratio':>6} {'MFU':>6}"
+        print(head)
+        print("-" * len(head))
+        for spec in clblast:
+            name, batch = spec.rsplit(":", 1)
+            cb = load(os.path.join(d, f"clblast-{name}.json"))
+            cl = load(os.path.join(d, f"cl-{name}.json"))
+            ok = ok and cb is not None
+            bi = cb["images_per_s"] if cb else float("nan")
+            hi = cl["images_per_s"] if cl else float("nan")
+            print(f"{name:32} {batch:>5} {bi:13.2f} {hi:12.2f} "
+                  f"{bi / hi if cb and cl and hi > 0 else float('nan'):5.2f}x "
+                  f"{100 * cb['mfu'] if cb else float('nan'):5.1f}%")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
