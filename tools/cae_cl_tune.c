@@ -205,21 +205,41 @@ static int run_shape(tuner *t, const cae_gemm_shape *s)
                             s->batch);
 }
 
-/* Time every shape once (ms per call, into ms[]) after an untimed run of
- * the same shape; stops early, returning NO_TIME, once the weighted
- * sum passes `give_up`. Returns the weighted sum (estimated step ms), or -1
+/* Drivers such as PoCL compile each kernel on its first launch, and CLBlast
+ * builds a program per parameter set: untimed products of every
+ * transposition, plain and batched, small and large (either side of any
+ * direct/indirect threshold in 65..512), multiples of 64 and not (CLBlast's
+ * copy and pad kernels), compile what the step's shapes will use. */
+#define WARM_MAX 513
+static int warm_up(tuner *t)
+{
+    static const size_t sizes[] = {64, 65, 512, WARM_MAX};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (size_t batch = 1; batch <= 2; batch++)
+                for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                    cae_gemm_shape s = {sizes[i], sizes[i], sizes[i], batch, ta, tb, 1, ""};
+                    if (run_shape(t, &s) != 0)
+                        return -1;
+                }
+    return cae_finish(&t->ctx);
+}
+
+/* Time every shape once (ms per call, into ms[]); with warm_each, after an
+ * untimed run of the same shape (thresholds outside warm_up's range), else
+ * after warm_up. Stops early, returning NO_TIME, once the weighted sum
+ * passes `give_up`. Returns the weighted sum (estimated step ms), or -1
  * when CLBlast refused the set. */
-static double time_shapes(tuner *t, double *ms, double give_up)
+static double time_shapes(tuner *t, double *ms, double give_up, int warm_each)
 {
     double total = 0;
     for (size_t i = 0; i < t->n_shapes; i++)
         ms[i] = NO_TIME;
+    if (!warm_each && warm_up(t) != 0)
+        return -1;
     for (size_t i = 0; i < t->n_shapes; i++) {
         double t0;
-        /* an untimed run first: drivers such as PoCL compile each kernel
-         * (direct or indirect, each transposition, batched or not) on its
-         * first launch, and CLBlast builds a program per parameter set */
-        if (run_shape(t, &t->shapes[i]) != 0 || cae_finish(&t->ctx) != 0)
+        if (warm_each && (run_shape(t, &t->shapes[i]) != 0 || cae_finish(&t->ctx) != 0))
             return -1;
         t0 = cae_now_ms();
         if (run_shape(t, &t->shapes[i]) != 0 || cae_finish(&t->ctx) != 0)
@@ -232,9 +252,11 @@ static double time_shapes(tuner *t, double *ms, double give_up)
     return total;
 }
 
-static int over_budget(const tuner *t)
+/* past this share of the budget (Xgemm candidates stop at 2/3, leaving
+ * the rest to XgemmDirect) */
+static int over_budget(const tuner *t, double share)
 {
-    return cae_now_ms() - t->t0 > t->budget_ms;
+    return cae_now_ms() - t->t0 > share * t->budget_ms;
 }
 
 static double group_rate(const tuner *t, const double *ms, const char *group)
@@ -317,14 +339,14 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
            t->n_shapes);
     if (t->ctx.native_kernels) {
         CAE_TRY(cae_gemm_init(&t->ctx, CAE_GEMM_HOST));
-        v = time_shapes(t, host, NO_TIME);
+        v = time_shapes(t, host, NO_TIME, 0);
         CAE_TRY(cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST));
         if (v < 0)
             return -1;
         have_host = 1;
         printf("  host BLAS: %.1f ms\n", v);
     }
-    v = time_shapes(t, today, NO_TIME);
+    v = time_shapes(t, today, NO_TIME, 1);
     if (v < 0) {
         cae_errorf("CLBlast fails on %s with its present parameters", t->ctx.device_name);
         return -1;
@@ -332,12 +354,12 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     printf("  CLBlast as programs run it today (no tuning file): %.1f ms\n", v);
 
     CAE_TRY(force_indirect(t, 0));
-    for (size_t i = 0; i < nx && !over_budget(t); i++, tried++) {
+    for (size_t i = 0; i < nx && !over_budget(t, 2.0 / 3.0); i++, tried++) {
         double t0 = cae_now_ms();
         json_t *c = json_object();
         CAE_TRY(cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, xc[i],
                                   CAE_TUNE_XGEMM_N));
-        v = time_shapes(t, cur, best_x);
+        v = time_shapes(t, cur, best_x, 0);
         printf("  Xgemm  %2zu: ", i);
         print_set(stdout, cae_tune_xgemm_names, xc[i], CAE_TUNE_XGEMM_N);
         if (v < 0)
@@ -365,13 +387,13 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     CAE_TRY(cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, best->xgemm,
                               CAE_TUNE_XGEMM_N));
     CAE_TRY(force_indirect(t, MIN_INDIRECT_NEVER));
-    for (size_t i = 0; i < nd && !over_budget(t); i++, tried++) {
+    for (size_t i = 0; i < nd && !over_budget(t, 1.0); i++, tried++) {
         double t0 = cae_now_ms();
         json_t *c = json_object();
         CAE_TRY(cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names, dc[i],
                                   CAE_TUNE_DIRECT_N));
         /* worth keeping while it wins some shapes: give up at twice the best */
-        v = time_shapes(t, cur, best_d < NO_TIME ? 2 * best_d : NO_TIME);
+        v = time_shapes(t, cur, best_d < NO_TIME ? 2 * best_d : NO_TIME, 0);
         printf("  Direct %2zu: ", i);
         print_set(stdout, cae_tune_direct_names, dc[i], CAE_TUNE_DIRECT_N);
         if (v < 0)
@@ -391,8 +413,9 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         }
         fflush(stdout);
     }
-    if (over_budget(t))
-        printf("  budget of %.0f s spent after %zu candidates\n", t->a.budget_s, tried);
+    if (over_budget(t, 1.0) || tried < nx + nd)
+        printf("  budget of %.0f s spent after %zu of %zu candidates\n", t->a.budget_s, tried,
+               nx + nd);
 
     /* the threshold: every shape's cube root boundary, 0 (all indirect) */
     best->have_min_indirect = 1;
@@ -415,7 +438,9 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         CAE_TRY(cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names,
                                   best->direct, CAE_TUNE_DIRECT_N));
     CAE_TRY(force_indirect(t, best->min_indirect));
-    v = time_shapes(t, chosen, NO_TIME); /* the choice, measured as the step will run it */
+    /* the choice, measured as the step will run it (a threshold beyond the
+     * warm-up sizes: each shape warmed first) */
+    v = time_shapes(t, chosen, NO_TIME, best->min_indirect > WARM_MAX);
     if (v < 0)
         return -1;
 
@@ -531,7 +556,7 @@ static int search_kernels(tuner *t, cae_tune *best, json_t *report)
         double ms;
         variant.have_define[d] = 1;
         variant.define[d] = 0;
-        if (over_budget(t)) {
+        if (over_budget(t, 1.0 / 3.0)) {
             printf("  budget spent: %s not tried\n", cae_tune_define_names[d]);
             break;
         }
@@ -562,7 +587,7 @@ static int search_kernels(tuner *t, cae_tune *best, json_t *report)
 
 static int setup(tuner *t)
 {
-    size_t need = 1;
+    size_t need = 2 * WARM_MAX * WARM_MAX; /* the warm-up products */
     cae_ctx_options opt = {.gemm = CAE_GEMM_CLBLAST};
     cae_tune none;
     memset(&none, 0, sizeof none);
