@@ -18,6 +18,48 @@ const char *const cae_tune_define_names[CAE_TUNE_DEFINES_N] = {"GELU_VEC", "LAYE
 
 #define FORMAT "cae-cl-tune 1"
 
+/* indices into the name lists above */
+enum { GEMMK, KREG, KWG, KWI, MDIMA, MDIMC, MWG, NDIMB, NDIMC, NWG, SA, SB, STRM, STRN, VWM, VWN };
+enum { KWID, MDIMAD, MDIMCD, NDIMBD, NDIMCD, PADA, PADB, VWMD, VWND, WGD };
+
+static int multiple(size_t x, size_t of)
+{
+    return of != 0 && x % of == 0;
+}
+
+/* Xgemm's constraints (CLBlast's tuner, kernels 0 and 1) */
+int cae_tune_xgemm_valid(const size_t *v, size_t max_work_group, unsigned long long local_mem)
+{
+    size_t local = 4 * (v[SA] * v[KWG] * v[MWG] + v[SB] * v[KWG] * v[NWG]);
+    if (v[GEMMK] > 1 || v[MDIMA] == 0 || v[NDIMB] == 0 || !multiple(v[KWG], v[KWI]) ||
+        !multiple(v[MWG], v[MDIMC] * v[VWM]) || !multiple(v[NWG], v[NDIMC] * v[VWN]) ||
+        !multiple(v[MWG], v[MDIMA] * v[VWM]) || !multiple(v[NWG], v[NDIMB] * v[VWN]))
+        return 0;
+    if (v[GEMMK] == 0 && (!multiple(v[KWG], (v[MDIMC] * v[NDIMC]) / v[MDIMA]) ||
+                          !multiple(v[KWG], (v[MDIMC] * v[NDIMC]) / v[NDIMB])))
+        return 0;
+    if (v[GEMMK] == 1 && (!multiple(v[KREG], v[VWN]) || v[MDIMC] != v[MDIMA] ||
+                          v[NDIMC] != v[NDIMB] || v[SA] || v[SB]))
+        return 0;
+    return v[SA] <= 1 && v[SB] <= 1 && v[STRM] <= 1 && v[STRN] <= 1 &&
+           v[MDIMC] * v[NDIMC] <= max_work_group && local <= local_mem;
+}
+
+int cae_tune_direct_valid(const size_t *v, size_t max_work_group, unsigned long long local_mem)
+{
+    size_t local;
+    if (v[MDIMAD] == 0 || v[NDIMBD] == 0 || v[PADA] > 1 || v[PADB] > 1)
+        return 0;
+    local = 4 * (v[WGD] * (v[WGD] + v[PADA]) + v[WGD] * (v[WGD] + v[PADB]));
+    return multiple(v[WGD], v[KWID]) && multiple(v[WGD], v[MDIMCD] * v[VWMD]) &&
+           multiple(v[WGD], v[NDIMCD] * v[VWND]) && multiple(v[WGD], v[MDIMAD] * v[VWMD]) &&
+           multiple(v[WGD], v[NDIMBD] * v[VWND]) &&
+           multiple(v[WGD], (v[MDIMCD] * v[NDIMCD]) / v[MDIMAD]) &&
+           multiple(v[WGD], (v[MDIMCD] * v[NDIMCD]) / v[NDIMBD]) &&
+           v[MDIMCD] * v[NDIMCD] <= max_work_group && local <= local_mem;
+}
+
+
 int cae_tune_device_query(cl_device_id device, cl_platform_id platform, cae_tune_device *d)
 {
     memset(d, 0, sizeof *d);
@@ -27,6 +69,10 @@ int cae_tune_device_query(cl_device_id device, cl_platform_id platform, cae_tune
     CL_CHECK(clGetDeviceInfo(device, CL_DRIVER_VERSION, sizeof d->driver - 1, d->driver, NULL));
     CL_CHECK(clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof d->platform - 1, d->platform,
                                NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_work_group,
+                             &d->max_work_group, NULL));
+    CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof d->local_mem, &d->local_mem,
+                             NULL));
     cae_device_key(device, platform, d->key);
     return 0;
 }
@@ -95,11 +141,19 @@ static int parse(json_t *root, const cae_tune_device *dev, cae_tune *t, const ch
     if (cl && (v = json_object_get(cl, "Xgemm"))) {
         if (read_set(v, cae_tune_xgemm_names, CAE_TUNE_XGEMM_N, t->xgemm, why) != 0)
             return -1;
+        if (!cae_tune_xgemm_valid(t->xgemm, dev->max_work_group, dev->local_mem)) {
+            *why = "its Xgemm set breaks CLBlast's constraints or this device's limits";
+            return -1;
+        }
         t->have_xgemm = 1;
     }
     if (cl && (v = json_object_get(cl, "XgemmDirect"))) {
         if (read_set(v, cae_tune_direct_names, CAE_TUNE_DIRECT_N, t->direct, why) != 0)
             return -1;
+        if (!cae_tune_direct_valid(t->direct, dev->max_work_group, dev->local_mem)) {
+            *why = "its XgemmDirect set breaks CLBlast's constraints or this device's limits";
+            return -1;
+        }
         t->have_direct = 1;
     }
     if (cl && (v = json_object_get(cl, "GemmRoutine"))) {

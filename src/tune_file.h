@@ -42,6 +42,8 @@ typedef struct {
 typedef struct {
     char device[256], device_version[256], driver[256], platform[256];
     char key[33];
+    size_t max_work_group; /* limits the parameter sets are checked against */
+    cl_ulong local_mem;
 } cae_tune_device;
 
 int cae_tune_device_query(cl_device_id device, cl_platform_id platform, cae_tune_device *out);
@@ -57,6 +59,11 @@ int cae_tune_load(const char *path, const cae_tune_device *dev, cae_tune *t);
 /* Write t for dev to path (folders created, temp file + rename); extra, when
  * not NULL, is a jansson object merged in as "measured". 0 or -1 (reported). */
 int cae_tune_save(const char *path, const cae_tune_device *dev, const cae_tune *t, void *extra);
+
+/* CLBlast's constraints on an Xgemm / XgemmDirect set (values in name
+ * order) and the device's work-group and local-memory limits: 1 if valid. */
+int cae_tune_xgemm_valid(const size_t *v, size_t max_work_group, unsigned long long local_mem);
+int cae_tune_direct_valid(const size_t *v, size_t max_work_group, unsigned long long local_mem);
 
 /* " -DNAME=v" for every define t holds, appended to out (size bytes). */
 void cae_tune_defines_options(const cae_tune *t, char *out, size_t size);

@@ -39,6 +39,18 @@ step || { cat "$work/step.out"; fail "step with the tuning file does not match t
 n=$(grep -c "tuned parameters from $CAE_CL_TUNE_FILE" "$work/step.out")
 test "$n" = 1 || { cat "$work/step.out"; fail "expected one 'tuned parameters from' line, got $n"; }
 
+# this device's file with an Xgemm set CLBlast cannot build: refused
+cp "$CAE_CL_TUNE_FILE" "$work/good.json"
+/usr/bin/python3 - "$work/good.json" "$CAE_CL_TUNE_FILE" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["clblast"]["Xgemm"]["MWG"] = 3
+json.dump(t, open(sys.argv[2], "w"))
+PY
+step || { cat "$work/step.out"; fail "step with an impossible Xgemm set failed"; }
+grep -q "ignoring tuning file .*constraints" "$work/step.out" ||
+    { cat "$work/step.out"; fail "an impossible Xgemm set was not refused"; }
+
 printf '{"format": "cae-cl-tune 1", "clblast": {"Xgemm": ' >"$CAE_CL_TUNE_FILE"
 step || { cat "$work/step.out"; fail "step with a corrupt tuning file failed"; }
 n=$(grep -c "ignoring tuning file $CAE_CL_TUNE_FILE" "$work/step.out")

@@ -54,43 +54,18 @@ typedef struct {
 
 /* ------------------------------------------------------------ candidates */
 
-/* indices into cae_tune_xgemm_names */
+/* indices into cae_tune_xgemm_names and cae_tune_direct_names */
 enum { GEMMK, KREG, KWG, KWI, MDIMA, MDIMC, MWG, NDIMB, NDIMC, NWG, SA, SB, STRM, STRN, VWM, VWN };
-/* indices into cae_tune_direct_names */
 enum { KWID, MDIMAD, MDIMCD, NDIMBD, NDIMCD, PADA, PADB, VWMD, VWND, WGD };
 
-static int multiple(size_t x, size_t of)
-{
-    return of != 0 && x % of == 0;
-}
-
-/* Xgemm's constraints (CLBlast's tuner, kernel 0 and 1) and the device's
- * work-group and local-memory limits. */
 static int xgemm_valid(const cae_ctx *ctx, const size_t *v)
 {
-    size_t local = 4 * (v[SA] * v[KWG] * v[MWG] + v[SB] * v[KWG] * v[NWG]);
-    if (!multiple(v[KWG], v[KWI]) || !multiple(v[MWG], v[MDIMC] * v[VWM]) ||
-        !multiple(v[NWG], v[NDIMC] * v[VWN]) || !multiple(v[MWG], v[MDIMA] * v[VWM]) ||
-        !multiple(v[NWG], v[NDIMB] * v[VWN]))
-        return 0;
-    if (v[GEMMK] == 0 && (!multiple(v[KWG], (v[MDIMC] * v[NDIMC]) / v[MDIMA]) ||
-                          !multiple(v[KWG], (v[MDIMC] * v[NDIMC]) / v[NDIMB])))
-        return 0;
-    if (v[GEMMK] == 1 && (!multiple(v[KREG], v[VWN]) || v[MDIMC] != v[MDIMA] ||
-                          v[NDIMC] != v[NDIMB] || v[SA] || v[SB]))
-        return 0;
-    return v[MDIMC] * v[NDIMC] <= ctx->max_work_group && local <= ctx->local_mem;
+    return cae_tune_xgemm_valid(v, ctx->max_work_group, ctx->local_mem);
 }
 
 static int direct_valid(const cae_ctx *ctx, const size_t *v)
 {
-    size_t local = 4 * (v[WGD] * (v[WGD] + v[PADA]) + v[WGD] * (v[WGD] + v[PADB]));
-    return multiple(v[WGD], v[KWID]) && multiple(v[WGD], v[MDIMCD] * v[VWMD]) &&
-           multiple(v[WGD], v[NDIMCD] * v[VWND]) && multiple(v[WGD], v[MDIMAD] * v[VWMD]) &&
-           multiple(v[WGD], v[NDIMBD] * v[VWND]) &&
-           multiple(v[WGD], (v[MDIMCD] * v[NDIMCD]) / v[MDIMAD]) &&
-           multiple(v[WGD], (v[MDIMCD] * v[NDIMCD]) / v[NDIMBD]) &&
-           v[MDIMCD] * v[NDIMCD] <= ctx->max_work_group && local <= ctx->local_mem;
+    return cae_tune_direct_valid(v, ctx->max_work_group, ctx->local_mem);
 }
 
 static uint64_t rng(uint64_t *s)
