@@ -113,6 +113,8 @@ static const flag_spec flags[] = {
     {"bench_steps", F_INT, A(bench_steps), "cae-cl-bench: timed steps (10)"},
     {"warmup_steps_bench", F_INT, A(warmup_steps_bench), "cae-cl-bench: untimed warm-up steps (2)"},
     {"json", F_STRING, A(json), "cae-cl-bench: also write the results to this JSON file"},
+    {"budget_s", F_DOUBLE, A(budget_s), "cae-cl-tune: seconds for the CLBlast search (240)"},
+    {"max_candidates", F_INT, A(max_candidates), "cae-cl-tune: most CLBlast parameter sets tried (24)"},
     {"finetune", F_STRING, A(finetune), "cae-cl-linear: encoder weights (checkpoint or weights file) or 'random'"},
     {"blr", F_DOUBLE, A(blr), "cae-cl-linear: base lr; lr = blr * global batch / 256"},
     {"use_cls", F_TRUE, A(use_cls), "cae-cl-linear: features are the cls token of the final norm (default)"},
@@ -159,6 +161,8 @@ static void defaults(cae_args *a)
     a->check_sync_freq = 1000;
     a->bench_steps = 10;
     a->warmup_steps_bench = 2;
+    a->budget_s = 240.0;
+    a->max_candidates = 24;
 }
 
 /* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small

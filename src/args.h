@@ -43,6 +43,9 @@ typedef struct {
     /* cae-cl-bench */
     int synthetic, bench_steps, warmup_steps_bench;
     const char *json;
+    /* cae-cl-tune */
+    double budget_s;
+    int max_candidates;
 } cae_args;
 
 /* Defaults, then argv; the --model preset applies before the size flags,

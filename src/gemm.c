@@ -296,17 +296,56 @@ int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
 
 /* CLBlast's database does not know PoCL's CPU vendor string and falls back
  * to GPU parameters that run at a tenth of the host BLAS; this set was
- * measured on a Zen 4 CPU under PoCL (see the speed issue). */
-static void tune_clblast_for_cpu(cae_ctx *ctx)
+ * measured on a Zen 4 CPU under PoCL (see the speed issue). Used on CPU
+ * devices without a tuning file. Order: cae_tune_xgemm_names. */
+const size_t cae_gemm_cpu_xgemm[CAE_TUNE_XGEMM_N] = {0, 1, 16, 1, 8, 8, 128, 4,
+                                                     4, 64, 0, 0, 0, 0, 16, 4};
+
+int cae_gemm_override(cl_device_id device, const char *kernel, const char *const *names,
+                      const size_t *values, size_t n)
 {
-    static const char *names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
-                                  "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"};
-    static const size_t values[] = {0, 1, 16, 1, 8, 8, 128, 4, 4, 64, 0, 0, 0, 0, 16, 4};
-    CLBlastStatusCode st = CLBlastOverrideParameters(ctx->device, "Xgemm", CLBlastPrecisionSingle,
-                                                     sizeof names / sizeof names[0], names, values);
-    if (st != CLBlastSuccess)
-        cae_errorf("warning: CLBlastOverrideParameters(Xgemm) failed: %s; using CLBlast defaults",
-                   cae_clblast_error_name(st));
+    CLBlastStatusCode st = CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, n,
+                                                     (const char **)names, values);
+    if (st != CLBlastSuccess) {
+        cae_errorf("CLBlastOverrideParameters(%s) failed: %s", kernel, cae_clblast_error_name(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* The tuning file's CLBlast parameters, else the CPU set above; on a device
+ * that is not a CPU and has no tuning file, CLBlast's database decides, and
+ * for a device it does not know that means generic parameters: say so. */
+static void tune_clblast(cae_ctx *ctx)
+{
+    static const char *const routine[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
+    const cae_tune *t = &ctx->tune;
+    int failed = 0;
+    if (t->have_xgemm)
+        failed |= cae_gemm_override(ctx->device, "Xgemm", cae_tune_xgemm_names, t->xgemm,
+                                    CAE_TUNE_XGEMM_N);
+    else if (ctx->is_cpu)
+        failed |= cae_gemm_override(ctx->device, "Xgemm", cae_tune_xgemm_names, cae_gemm_cpu_xgemm,
+                                    CAE_TUNE_XGEMM_N);
+    if (t->have_direct)
+        failed |= cae_gemm_override(ctx->device, "XgemmDirect", cae_tune_direct_names, t->direct,
+                                    CAE_TUNE_DIRECT_N);
+    if (t->have_min_indirect)
+        failed |= cae_gemm_override(ctx->device, "GemmRoutine", routine, &t->min_indirect, 1);
+    if (failed)
+        cae_errorf("warning: CLBlast keeps some of its own parameters on %s", ctx->device_name);
+    if (!ctx->is_cpu && !t->have_xgemm) {
+        static int said;
+        cae_tune_device dev;
+        char path[4096] = "(no cache folder)";
+        if (said++)
+            return;
+        if (cae_tune_device_query(ctx->device, ctx->platform, &dev) == 0)
+            cae_tune_path(&dev, path, sizeof path);
+        cae_errorf("warning: no tuned GEMM parameters for %s (%s); CLBlast uses its built-in "
+                   "ones, generic for a device its database does not know: run cae-cl-tune",
+                   ctx->device_name, path);
+    }
 }
 
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
@@ -324,8 +363,8 @@ int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
         if (host_threads_limit > 0 && host_threads > host_threads_limit)
             host_threads = host_threads_limit;
     }
-    if (choice == CAE_GEMM_CLBLAST && ctx->is_cpu)
-        tune_clblast_for_cpu(ctx);
+    if (choice == CAE_GEMM_CLBLAST)
+        tune_clblast(ctx);
     return 0;
 }
 

@@ -40,6 +40,12 @@ int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
 /* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end. */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
 void cae_gemm_free(cae_ctx *ctx);
+/* CLBlastOverrideParameters for one kernel's parameter set (single
+ * precision); 0, or -1 reported. */
+int cae_gemm_override(cl_device_id device, const char *kernel, const char *const *names,
+                      const size_t *values, size_t n);
+/* The fixed Xgemm set CPU devices use without a tuning file. */
+extern const size_t cae_gemm_cpu_xgemm[CAE_TUNE_XGEMM_N];
 /* At most n BLAS threads for the host back end (ranks sharing a CPU). */
 void cae_gemm_limit_host_threads(int n);
 

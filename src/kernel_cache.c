@@ -47,7 +47,7 @@ static void hash_platform_info(hash128 *h, cl_platform_id platform, cl_platform_
 }
 
 /* mkdir -p; returns 0 when the folder exists afterwards. */
-static int make_folder(const char *path)
+int cae_make_folder(const char *path)
 {
     char tmp[4096];
     if (strlen(path) >= sizeof tmp)
@@ -66,7 +66,7 @@ static int make_folder(const char *path)
     return 0;
 }
 
-static int cache_folder(char *out, size_t size)
+int cae_cache_folder(char *out, size_t size)
 {
     const char *dir = getenv("CAE_CL_CACHE_DIR");
     const char *xdg = getenv("XDG_CACHE_HOME");
@@ -83,6 +83,23 @@ static int cache_folder(char *out, size_t size)
     return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
+static void hash_device(hash128 *h, cl_device_id device, cl_platform_id platform)
+{
+    hash_device_info(h, device, CL_DEVICE_NAME);
+    hash_device_info(h, device, CL_DEVICE_VERSION);
+    hash_device_info(h, device, CL_DRIVER_VERSION);
+    hash_device_info(h, device, CL_DEVICE_VENDOR);
+    hash_platform_info(h, platform, CL_PLATFORM_NAME);
+    hash_platform_info(h, platform, CL_PLATFORM_VERSION);
+}
+
+void cae_device_key(cl_device_id device, cl_platform_id platform, char out[33])
+{
+    hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    hash_device(&h, device, platform);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
+}
+
 void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
                            cl_platform_id platform, const char *const *sources,
                            size_t n_sources, const char *options)
@@ -94,18 +111,13 @@ void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
     kc->path[0] = '\0';
     if (off && *off && strcmp(off, "0") != 0)
         return;
-    if (cache_folder(folder, sizeof folder) != 0)
+    if (cae_cache_folder(folder, sizeof folder) != 0)
         return;
     for (size_t i = 0; i < n_sources; i++)
         hash_string(&h, sources[i]);
     hash_string(&h, options);
-    hash_device_info(&h, device, CL_DEVICE_NAME);
-    hash_device_info(&h, device, CL_DEVICE_VERSION);
-    hash_device_info(&h, device, CL_DRIVER_VERSION);
-    hash_device_info(&h, device, CL_DEVICE_VENDOR);
-    hash_platform_info(&h, platform, CL_PLATFORM_NAME);
-    hash_platform_info(&h, platform, CL_PLATFORM_VERSION);
-    if (make_folder(folder) != 0) {
+    hash_device(&h, device, platform);
+    if (cae_make_folder(folder) != 0) {
         cae_errorf("warning: kernel cache folder %s: %s; compiling without the cache",
                    folder, strerror(errno));
         return;

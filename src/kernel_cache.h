@@ -27,4 +27,13 @@ unsigned char *cae_kernel_cache_load(const cae_kernel_cache *kc, size_t *size);
 /* Store the built program's binary; failures only warn. */
 void cae_kernel_cache_store(const cae_kernel_cache *kc, cl_program program);
 
+/* The cache folder: $CAE_CL_CACHE_DIR, else $XDG_CACHE_HOME/cae-cl, else
+ * ~/.cache/cae-cl; -1 when none can be named. */
+int cae_cache_folder(char *out, size_t size);
+/* mkdir -p; 0 when the folder exists afterwards. */
+int cae_make_folder(const char *path);
+/* 32 hex digits naming this device and driver (name, versions, vendor,
+ * platform): the same device key the binaries are hashed with. */
+void cae_device_key(cl_device_id device, cl_platform_id platform, char out[33]);
+
 #endif

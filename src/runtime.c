@@ -11,7 +11,7 @@
 #include <string.h>
 
 /* No fast-math: training must see NaN and Inf. */
-static const char build_options[] = "-cl-std=CL1.2";
+static const char base_build_options[] = "-cl-std=CL1.2";
 
 int cae_gemm_choice_parse(const char *text, cae_gemm_choice *out)
 {
@@ -329,7 +329,7 @@ static int try_cached_binary(cae_ctx *ctx, const cae_kernel_cache *kc)
     free(bin);
     if (err != CL_SUCCESS || status != CL_SUCCESS)
         return -1;
-    if (clBuildProgram(prog, 1, &ctx->device, build_options, NULL, NULL) != CL_SUCCESS) {
+    if (clBuildProgram(prog, 1, &ctx->device, ctx->build_options, NULL, NULL) != CL_SUCCESS) {
         clReleaseProgram(prog);
         return -1; /* stale or foreign binary: rebuild from source */
     }
@@ -353,7 +353,7 @@ static int build_program(cae_ctx *ctx)
         if (!texts[i])
             goto out;
     }
-    cae_kernel_cache_open(&kc, ctx->device, ctx->platform, texts, cae_cl_n_sources, build_options);
+    cae_kernel_cache_open(&kc, ctx->device, ctx->platform, texts, cae_cl_n_sources, ctx->build_options);
     if (try_cached_binary(ctx, &kc) == 0) {
         rc = 0;
         goto out;
@@ -363,7 +363,7 @@ static int build_program(cae_ctx *ctx)
         cae_cl_error("clCreateProgramWithSource", err, __FILE__, __LINE__);
         goto out;
     }
-    err = clBuildProgram(ctx->program, 1, &ctx->device, build_options, NULL, NULL);
+    err = clBuildProgram(ctx->program, 1, &ctx->device, ctx->build_options, NULL, NULL);
     if (err != CL_SUCCESS) {
         cae_cl_error("clBuildProgram(cl/*.cl)", err, __FILE__, __LINE__);
         print_build_log(ctx, ctx->program);
@@ -377,6 +377,32 @@ out:
             free((char *)texts[i]);
     free(texts);
     return rc;
+}
+
+/* ---------------------------------------------------------------- tuning */
+
+/* The tuned parameters: opt->tune when given, else the device's tuning file
+ * (a refused file has warned and counts as none). Sets the build options and
+ * the 1-D work-group size; CLBlast's share is applied by cae_gemm_init. */
+static void choose_tuning(cae_ctx *ctx, const cae_ctx_options *opt)
+{
+    static int said;
+    cae_tune_device dev;
+
+    ctx->tune_file[0] = '\0';
+    memset(&ctx->tune, 0, sizeof ctx->tune);
+    if (opt && opt->tune) {
+        ctx->tune = *opt->tune;
+    } else if (cae_tune_device_query(ctx->device, ctx->platform, &dev) == 0 &&
+               cae_tune_path(&dev, ctx->tune_file, sizeof ctx->tune_file) == 0) {
+        if (cae_tune_load(ctx->tune_file, &dev, &ctx->tune) != 1)
+            ctx->tune_file[0] = '\0';
+        else if (!said++)
+            fprintf(stderr, "cae-cl: tuned parameters from %s\n", ctx->tune_file);
+    }
+    ctx->launch_wg = ctx->tune.have_wg ? ctx->tune.work_group_1d : 64;
+    snprintf(ctx->build_options, sizeof ctx->build_options, "%s", base_build_options);
+    cae_tune_defines_options(&ctx->tune, ctx->build_options, sizeof ctx->build_options);
 }
 
 /* ---------------------------------------------------------------- context */
@@ -415,6 +441,7 @@ int cae_ctx_init(cae_ctx *ctx, const cae_ctx_options *opt)
         register_ctx(ctx, 0);
         return -1;
     }
+    choose_tuning(ctx, opt);
     ctx->context = clCreateContext(NULL, 1, &ctx->device, NULL, NULL, &err);
     if (err != CL_SUCCESS) {
         cae_cl_error("clCreateContext", err, __FILE__, __LINE__);
@@ -598,9 +625,9 @@ int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n)
     if (n == 0)
         return 0;
     CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
-    /* 64 keeps CPU work-groups coarse and suits every GPU; never above the
-     * kernel's own limit. */
-    local = wg < 64 ? wg : 64;
+    /* 64 by default: it keeps CPU work-groups coarse and suits every GPU;
+     * cae-cl-tune may choose another. Never above the kernel's own limit. */
+    local = wg < ctx->launch_wg ? wg : ctx->launch_wg;
     if (local == 0)
         local = 1;
     return cae_launch(ctx, k, 1, &n, &local);

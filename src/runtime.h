@@ -12,6 +12,7 @@
 #define CAE_RUNTIME_H
 
 #include "errors.h"
+#include "tune_file.h"
 #include <stddef.h>
 #include <stdio.h>
 
@@ -78,6 +79,12 @@ typedef struct cae_ctx {
      * (cae_profile_collect) or released by cae_prof_clear / cae_ctx_free */
     cae_prof_event *prof_events;
     size_t n_prof_events, cap_prof_events;
+    /* tuned parameters (tune_file.h): what the tuning file held, or what the
+     * options imposed; tune_file is empty when none was read */
+    cae_tune tune;
+    char tune_file[4096];
+    size_t launch_wg;        /* cae_launch_1d's local size (default 64) */
+    char build_options[512]; /* the program's build options, -D tunables included */
 } cae_ctx;
 
 typedef struct {
@@ -86,6 +93,8 @@ typedef struct {
     int device_slot;         /* without CAE_CL_DEVICE: take default device number
                               * slot modulo their count (a rank's local rank); 0 = the first */
     int host_threads;        /* > 0: at most this many BLAS threads (ranks sharing a CPU) */
+    const cae_tune *tune;    /* not NULL: use these parameters and read no tuning file
+                              * (cae-cl-tune measuring candidates) */
 } cae_ctx_options;
 
 /* Parse "auto", "clblast" or "host"; -1 on anything else. */
@@ -117,7 +126,8 @@ int cae_arg_local(cl_kernel k, cl_uint *index, size_t bytes);
  * is given (kernels guard their index); local may be NULL. Never waits. */
 int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global,
                const size_t *local);
-/* 1-D launch over n items with the kernel's preferred work-group size. */
+/* 1-D launch over n items: work-groups of ctx->launch_wg, or fewer when the
+ * kernel allows fewer. */
 int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n);
 /* One work-group per row for row kernels taking a __local float scratch of
  * per_item floats per work-item as their last argument (set here): the

@@ -2,6 +2,7 @@
  * done by hand for a tiny configuration (the sums are in the comments). */
 #include "cae_config.h"
 #include "flops.h"
+#include "gemm_shapes.h"
 
 #include <check.h>
 #include <stdlib.h>
@@ -67,6 +68,40 @@ START_TEST(test_projection_and_batch)
 }
 END_TEST
 
+/* The GEMM shapes cae-cl-tune times add up to flops.c's GEMM share (all
+ * but the loss and the optimizer), each shape listed once. */
+static void shapes_match_flops(const cae_config *c, size_t B)
+{
+    cae_gemm_shape sh[128];
+    cae_flops f;
+    double sum = 0;
+    size_t n = cae_gemm_shapes(c, B, sh, 128);
+    ck_assert(n > 0 && n <= 128);
+    cae_flops_count(c, B, 0, &f);
+    for (size_t i = 0; i < n; i++) {
+        sum += cae_gemm_shape_flops(&sh[i]);
+        if (i > 0) /* largest share first */
+            ck_assert(cae_gemm_shape_flops(&sh[i]) <= cae_gemm_shape_flops(&sh[i - 1]));
+        for (size_t j = 0; j < i; j++)
+            ck_assert(!(sh[i].m == sh[j].m && sh[i].n == sh[j].n && sh[i].k == sh[j].k &&
+                        sh[i].batch == sh[j].batch && sh[i].trans_a == sh[j].trans_a &&
+                        sh[i].trans_b == sh[j].trans_b));
+    }
+    ck_assert_double_eq_tol(sum, f.total - f.loss - f.optimizer, 1e-9 * f.total);
+}
+
+START_TEST(test_gemm_shapes)
+{
+    cae_config c = tiny(4), p = tiny(8), small;
+    shapes_match_flops(&c, 1);
+    shapes_match_flops(&p, 3);
+    cae_config_defaults(&small);
+    ck_assert_int_eq(cae_config_preset(&small, "cae_small_patch16_224_8k_vocab"), 0);
+    ck_assert_int_eq(cae_config_finish(&small), 0);
+    shapes_match_flops(&small, 8);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("flops");
@@ -76,6 +111,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_hand_count);
     tcase_add_test(tc, test_projection_and_batch);
+    tcase_add_test(tc, test_gemm_shapes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
