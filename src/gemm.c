@@ -313,7 +313,8 @@ int cae_gemm_override(cl_device_id device, const char *kernel, const char *const
     return 0;
 }
 
-/* The tuning file's CLBlast parameters, else the CPU set above; on a device
+/* The tuning file's CLBlast parameters, else the CPU set above (and all but
+ * tiny products on the indirect kernel); on a device
  * that is not a CPU and has no tuning file, CLBlast's database decides, and
  * for a device it does not know that means generic parameters: say so. */
 static void tune_clblast(cae_ctx *ctx)
@@ -330,8 +331,17 @@ static void tune_clblast(cae_ctx *ctx)
     if (t->have_direct)
         failed |= cae_gemm_override(ctx->device, "XgemmDirect", cae_tune_direct_names, t->direct,
                                     CAE_TUNE_DIRECT_N);
-    if (t->have_min_indirect)
+    if (t->have_min_indirect) {
         failed |= cae_gemm_override(ctx->device, "GemmRoutine", routine, &t->min_indirect, 1);
+    } else if (ctx->is_cpu) {
+        /* products of 64^3 multiply-adds and up on the indirect kernel:
+         * CLBlast's default threshold sends most step shapes (attention's
+         * included) to XgemmDirect with generic parameters (cae-cl-tune on
+         * PoCL, cae_small: every product indirect gave 2.4x the step's
+         * images/s); tiny ones stay direct, without padded copies */
+        static const size_t min_indirect = 64;
+        failed |= cae_gemm_override(ctx->device, "GemmRoutine", routine, &min_indirect, 1);
+    }
     if (failed)
         cae_errorf("warning: CLBlast keeps some of its own parameters on %s", ctx->device_name);
     if (!ctx->is_cpu && !t->have_xgemm) {

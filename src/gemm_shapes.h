@@ -1,7 +1,7 @@
 /* gemm_shapes.h: the distinct GEMMs of one training step.
  *
  * Mirrors what the step enqueues (src/blocks.c, src/cae_step.c,
- * src/ops/linear.c, src/ops/attention.c): every linear layer's forward
+ * src/ops/linear.c, src/ops/mha.c): every linear layer's forward
  * (0,1,T,O,I), input gradient (0,0,T,I,O) and weight gradient (1,0,O,I,T),
  * the attention products per head as strided batches. The alignment pass
  * is forward only; the patch embedding needs no input gradient; the
