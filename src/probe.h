@@ -59,7 +59,10 @@ void cae_probe_count(cae_probe_counts *c, const float *logits, const int32_t *la
                      size_t K);
 void cae_probe_result_of(const cae_probe_counts *c, cae_probe_result *r);
 
-/* ---- the head, supplied by the program ---- */
+/* ---- the head, supplied by the program ----
+ * Under several ranks a head averages its gradients with
+ * cae_probe_mean (below) before its optimizer step, and its sync callback
+ * copies rank 0's BatchNorm running statistics to every rank. */
 typedef struct {
     int next_epoch;  /* the epoch a resumed run starts with */
     double best;     /* best top-1 so far, -1 if none */
@@ -78,7 +81,26 @@ typedef struct {
     int (*save)(void *head, const char *path, const cae_probe_state *st);
     /* Loads what save wrote; st gets the saved progress. */
     int (*load)(void *head, const char *path, cae_probe_state *st);
+    int (*sync)(void *head);
 } cae_probe_head;
+
+/* ---- multi-rank runs ----
+ * A program started under mpirun fills these from mpi/ (probe_ranks.c);
+ * world 1 (all zero) is a plain single-device run. Every rank holds the
+ * same parameters (same initialization, averaged gradients, deterministic
+ * optimizer on the host); each trains on its slice of every global batch
+ * (per-rank batch B, global B * world, as DistributedSampler with
+ * drop_last). BatchNorm uses the rank's own batch statistics, as the
+ * official DistributedDataParallel runs without SyncBatchNorm, and every
+ * rank takes rank 0's running statistics (DDP's broadcast_buffers) before
+ * evaluating. Rank 0 alone prints, logs and writes checkpoints. */
+typedef struct {
+    int rank, world;
+    void *user;
+    int (*mean_f32)(void *user, float *v, size_t n); /* average over ranks, in place */
+    int (*sum_f64)(void *user, double *v, int n);    /* sum over ranks, in place */
+    int (*bcast_f32)(void *user, float *v, size_t n); /* rank 0's values everywhere */
+} cae_probe_ranks;
 
 /* ---- probe_run.c ---- */
 typedef struct {
@@ -99,6 +121,7 @@ typedef struct {
     float *images, *feat, *logits; /* one batch */
     int32_t *labels;
     FILE *log, *metrics;
+    cae_probe_ranks ranks;
 } cae_probe;
 
 /* 1 when --name (or --name=...) is on the command line. */
@@ -107,7 +130,10 @@ int cae_probe_flag_given(int argc, char **argv, const char *name);
 /* Checks the common flags, opens the splits, the device, the output folder
  * and the logs, builds and loads the encoder; features will be `pool`. */
 int cae_probe_setup(cae_probe *p, cae_pool pool);
-/* Training steps per epoch (drop_last). */
+/* v averaged / rank 0's v on every rank (no-ops on one rank). */
+int cae_probe_mean(const cae_probe *p, float *v, size_t n);
+int cae_probe_bcast(const cae_probe *p, float *v, size_t n);
+/* Training steps per epoch (drop_last, global batch B * world). */
 size_t cae_probe_steps_per_epoch(const cae_probe *p);
 /* --eval: evaluates the head of --resume; else trains (resuming from
  * --resume when given) and evaluates every epoch. */
@@ -116,10 +142,14 @@ void cae_probe_teardown(cae_probe *p);
 
 /* ---- probe_data.c, over a set-up probe ---- */
 /* Features [n, F] and labels of every image of ds (evaluation transform), in
- * order, batch by batch through the encoder. */
-int cae_probe_extract(cae_probe *p, const cae_dataset *ds, float *feat, int32_t *labels);
-/* Features [B, F] and labels of the training images idx[0..B-1], each
- * augmented from the next draw of r. */
+ * order, batch by batch through the encoder; with shard, only the batches
+ * s with (s / B) % world == rank (the others are left as they are). */
+int cae_probe_extract(cae_probe *p, const cae_dataset *ds, int shard, float *feat,
+                      int32_t *labels);
+/* Features [B, F] and labels of this rank's slice idx[rank * B ..] of the
+ * global batch idx[0 .. B * world), each image augmented from its draw of r
+ * (one draw per image of the global batch, so a slice sees the seeds one
+ * rank with the whole batch would). */
 int cae_probe_augmented(cae_probe *p, const size_t *idx, cae_rng *r, float *feat,
                         int32_t *labels);
 

@@ -122,26 +122,37 @@ static int load_one(cae_probe *p, const cae_dataset *ds, size_t idx, const cae_a
                           &l->work_size, view);
 }
 
-int cae_probe_extract(cae_probe *p, const cae_dataset *ds, float *feat, int32_t *labels)
+int cae_probe_extract(cae_probe *p, const cae_dataset *ds, int shard, float *feat,
+                      int32_t *labels)
 {
-    size_t n = cae_dataset_len(ds), view = 3 * p->S * p->S;
+    size_t n = cae_dataset_len(ds), view = 3 * p->S * p->S, world = (size_t)p->ranks.world;
     double t0 = cae_now_ms();
     for (size_t s = 0; s < n; s += p->B) {
         size_t m = n - s < p->B ? n - s : p->B;
+        if (shard && world > 1 && (s / p->B) % world != (size_t)p->ranks.rank)
+            continue;
         for (size_t i = 0; i < m; i++)
             CAE_TRY(load_one(p, ds, s + i, NULL, 0, p->images + i * view, &labels[s + i]));
         CAE_TRY(cae_encoder_eval_forward(&p->enc, p->images, m, p->pool, feat + s * p->F));
     }
-    printf("features of %s in %.1f s\n", cae_dataset_describe(ds), (cae_now_ms() - t0) / 1e3);
-    fflush(stdout);
+    if (p->ranks.rank == 0) {
+        printf("features of %s%s in %.1f s\n", cae_dataset_describe(ds),
+               shard && world > 1 ? " (this rank's shard)" : "", (cae_now_ms() - t0) / 1e3);
+        fflush(stdout);
+    }
     return 0;
 }
 
 int cae_probe_augmented(cae_probe *p, const size_t *idx, cae_rng *r, float *feat, int32_t *labels)
 {
-    size_t view = 3 * p->S * p->S;
-    for (size_t i = 0; i < p->B; i++)
-        CAE_TRY(load_one(p, p->train, idx[i], &p->aug, cae_rng_next(r), p->images + i * view,
-                         &labels[i]));
+    size_t view = 3 * p->S * p->S, first = (size_t)p->ranks.rank * p->B;
+    size_t global = p->B * (size_t)(p->ranks.world > 1 ? p->ranks.world : 1);
+    for (size_t g = 0; g < global; g++) {
+        uint64_t seed = cae_rng_next(r);
+        size_t i = g - first;
+        if (g < first || i >= p->B)
+            continue;
+        CAE_TRY(load_one(p, p->train, idx[g], &p->aug, seed, p->images + i * view, &labels[i]));
+    }
     return cae_encoder_eval_forward(&p->enc, p->images, p->B, p->pool, feat);
 }

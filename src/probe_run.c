@@ -50,6 +50,10 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     size_t n_val, n_train;
     int fail = 0;
 
+    int r0;
+    if (p->ranks.world < 1)
+        p->ranks.world = 1;
+    r0 = p->ranks.rank == 0;
     if (!a->finetune) {
         cae_errorf("--finetune: give the encoder (a checkpoint or weights .safetensors) or 'random'");
         return -1;
@@ -65,14 +69,16 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     p->B = (size_t)a->batch_size;
     p->D = (size_t)a->model.embed_dim;
     p->S = (size_t)a->model.input_size;
-    CAE_TRY(cae_probe_make_dir(a->output_dir));
+    if (r0)
+        CAE_TRY(cae_probe_make_dir(a->output_dir));
     CAE_TRY(cae_dataset_open_split(&p->train, a->data_path, "train"));
     CAE_TRY(cae_dataset_open_split(&p->val, a->data_path, "val"));
     p->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(p->train);
     n_train = cae_dataset_len(p->train);
     n_val = cae_dataset_len(p->val);
-    if (n_train < p->B) {
-        cae_errorf("--batch_size %zu: more than the %zu training images", p->B, n_train);
+    if (n_train < p->B * (size_t)p->ranks.world) {
+        cae_errorf("--batch_size %zu on %d ranks: more than the %zu training images", p->B,
+                   p->ranks.world, n_train);
         return -1;
     }
     CAE_TRY(cae_probe_train_augment(&p->aug, (int)p->S, a->imagenet_default_mean_and_std));
@@ -80,16 +86,22 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     CAE_TRY(cae_ctx_init(&p->ctx, &opt));
     p->have_ctx = 1;
     cae_config_describe(&a->model, desc, sizeof desc);
-    printf("device: %s (%s)\nencoder: %s\ntrain: %s\nval: %s\nfeatures: %s, classes %zu\n",
-           p->ctx.device_name, p->ctx.platform_name, desc, cae_dataset_describe(p->train),
-           cae_dataset_describe(p->val), pool_name(pool), p->K);
+    if (r0)
+        printf("device: %s (%s)\nencoder: %s\ntrain: %s\nval: %s\nfeatures: %s, classes %zu\n"
+               "ranks: %d, batch %zu per rank, %zu global%s\n",
+               p->ctx.device_name, p->ctx.platform_name, desc, cae_dataset_describe(p->train),
+               cae_dataset_describe(p->val), pool_name(pool), p->K, p->ranks.world, p->B,
+               p->B * (size_t)p->ranks.world,
+               p->ranks.world > 1 && a->dist_eval ? ", evaluation sharded (--dist_eval)" : "");
     CAE_TRY(cae_encoder_eval_init(&p->enc, &p->ctx, &a->model, p->B));
     p->have_enc = 1;
     p->F = cae_encoder_eval_feature_size(&p->enc, pool);
     CAE_TRY(cae_encoder_eval_load(&p->enc, a->finetune, (uint64_t)a->seed));
-    printf("encoder weights: %s\n", strcmp(a->finetune, "random") == 0 ? "random (official init)"
-                                                                          : a->finetune);
-    fflush(stdout);
+    if (r0) {
+        printf("encoder weights: %s\n",
+               strcmp(a->finetune, "random") == 0 ? "random (official init)" : a->finetune);
+        fflush(stdout);
+    }
     p->val_feat = xcalloc(n_val * p->F, sizeof *p->val_feat, &fail);
     p->val_labels = xcalloc(n_val, sizeof *p->val_labels, &fail);
     p->train_labels = xcalloc(n_train, sizeof *p->train_labels, &fail);
@@ -104,6 +116,8 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
                    (double)n_train * (double)p->F * 4 / 1048576.0);
         return -1;
     }
+    if (!r0)
+        return 0; /* rank 0 alone writes */
     p->log = cae_probe_open_out(a->output_dir, "log.txt");
     p->metrics = cae_probe_open_out(a->output_dir, "metrics.jsonl");
     return p->log && p->metrics ? 0 : -1;
@@ -111,17 +125,47 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
 
 size_t cae_probe_steps_per_epoch(const cae_probe *p)
 {
-    return cae_dataset_len(p->train) / p->B;
+    return cae_dataset_len(p->train) / (p->B * (size_t)(p->ranks.world > 1 ? p->ranks.world : 1));
 }
 
+int cae_probe_mean(const cae_probe *p, float *v, size_t n)
+{
+    return p->ranks.world > 1 ? p->ranks.mean_f32(p->ranks.user, v, n) : 0;
+}
+
+int cae_probe_bcast(const cae_probe *p, float *v, size_t n)
+{
+    return p->ranks.world > 1 ? p->ranks.bcast_f32(p->ranks.user, v, n) : 0;
+}
+
+static int sum_over_ranks(const cae_probe *p, double *v, int n)
+{
+    return p->ranks.world > 1 ? p->ranks.sum_f64(p->ranks.user, v, n) : 0;
+}
+
+/* With --dist_eval each rank counts its shard of the batches and the counts
+ * are summed; else every rank evaluates everything. */
 static int evaluate(cae_probe *p, const cae_probe_head *h, void *head, cae_probe_result *r)
 {
-    size_t n = cae_dataset_len(p->val);
+    size_t n = cae_dataset_len(p->val), world = (size_t)p->ranks.world;
+    int shard = p->a.dist_eval && world > 1;
     cae_probe_counts c = {0};
+    if (world > 1)
+        CAE_TRY(h->sync(head));
     for (size_t s = 0; s < n; s += p->B) {
         size_t m = n - s < p->B ? n - s : p->B;
+        if (shard && (s / p->B) % world != (size_t)p->ranks.rank)
+            continue;
         CAE_TRY(h->logits(head, p->val_feat + s * p->F, m, p->logits));
         cae_probe_count(&c, p->logits, p->val_labels + s, m, p->K);
+    }
+    if (shard) {
+        double v[4] = {c.loss_sum, (double)c.c1, (double)c.c5, (double)c.n};
+        CAE_TRY(sum_over_ranks(p, v, 4));
+        c.loss_sum = v[0];
+        c.c1 = (size_t)v[1];
+        c.c5 = (size_t)v[2];
+        c.n = (size_t)v[3];
     }
     cae_probe_result_of(&c, r);
     return 0;
@@ -133,6 +177,8 @@ static int eval_only(cae_probe *p, const cae_probe_head *h, void *head)
     cae_probe_state st;
     CAE_TRY(h->load(head, p->a.resume, &st));
     CAE_TRY(evaluate(p, h, head, &ev));
+    if (p->ranks.rank != 0)
+        return 0;
     printf("Accuracy of the head %s on the %zu test images: acc1 %.2f%% acc5 %.2f%% loss %.4f\n",
            p->a.resume, ev.n, ev.acc1, ev.acc5, ev.loss);
     fprintf(p->log, "{\"test_loss\": %.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g}\n", ev.loss,
@@ -156,18 +202,20 @@ static int train_epoch(cae_probe *p, const cae_probe_head *h, void *head, int ep
                        uint64_t *step, double *loss_mean, double *lr_last)
 {
     size_t n_train = cae_dataset_len(p->train), steps = cae_probe_steps_per_epoch(p);
+    size_t global = p->B * (size_t)p->ranks.world, first = (size_t)p->ranks.rank * p->B;
     double loss_sum = 0;
     cae_rng r;
     /* the shuffle depends on (seed, epoch) only, so a resumed run sees the same order */
     cae_rng_seed(&r, (uint64_t)p->a.seed * 1000003ULL + (uint64_t)epoch);
     shuffle(perm, n_train, &r);
     for (size_t s = 0; s < steps; s++, (*step)++) {
-        const size_t *idx = perm + s * p->B;
+        const size_t *idx = perm + s * global; /* this step's global batch */
         double loss, lr = cae_schedule_at(&p->sched, *step);
         if (p->a.cache_features) {
             for (size_t i = 0; i < p->B; i++) {
-                memcpy(p->feat + i * p->F, p->train_feat + idx[i] * p->F, p->F * 4);
-                p->labels[i] = p->train_labels[idx[i]];
+                size_t j = idx[first + i];
+                memcpy(p->feat + i * p->F, p->train_feat + j * p->F, p->F * 4);
+                p->labels[i] = p->train_labels[j];
             }
         } else {
             CAE_TRY(cae_probe_augmented(p, idx, &r, p->feat, p->labels));
@@ -180,7 +228,8 @@ static int train_epoch(cae_probe *p, const cae_probe_head *h, void *head, int ep
         loss_sum += loss;
         *lr_last = lr;
     }
-    *loss_mean = loss_sum / (double)steps;
+    CAE_TRY(sum_over_ranks(p, &loss_sum, 1));
+    *loss_mean = loss_sum / (double)steps / (double)p->ranks.world;
     return 0;
 }
 
@@ -192,7 +241,7 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
     cae_probe_state st = {0, -1, -1};
     double t_start = cae_now_ms();
     uint64_t step;
-    int rc = -1;
+    int rc = -1, r0 = p->ranks.rank == 0;
     char path[4200];
 
     snprintf(path, sizeof path, "%s/checkpoint-%s.safetensors", a->output_dir, h->name);
@@ -200,7 +249,7 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
     p->sched.niter_per_ep = steps;
     p->sched.warmup_epochs = (size_t)a->warmup_epochs;
     p->sched.warmup_steps = -1;
-    CAE_TRY(cae_probe_extract(p, p->val, p->val_feat, p->val_labels));
+    CAE_TRY(cae_probe_extract(p, p->val, a->dist_eval, p->val_feat, p->val_labels));
     if (a->eval)
         return eval_only(p, h, head);
     if (a->resume && a->resume[0]) {
@@ -210,13 +259,16 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
             return -1;
         }
         CAE_TRY(h->load(head, a->resume, &st));
-        printf("resumed from %s: next epoch %d, max accuracy %.2f%% (epoch %d)\n", a->resume,
+        if (r0)
+            printf("resumed from %s: next epoch %d, max accuracy %.2f%% (epoch %d)\n", a->resume,
                st.next_epoch, st.best, st.best_epoch);
     }
     if (a->cache_features) {
-        printf("--cache_features: training features computed once, without augmentation "
-               "(the evaluation transform), and reused every epoch\n");
-        CAE_TRY(cae_probe_extract(p, p->train, p->train_feat, p->train_labels));
+        /* every rank may train on any image: each computes them all */
+        if (r0)
+            printf("--cache_features: training features computed once, without augmentation "
+                   "(the evaluation transform), and reused every epoch\n");
+        CAE_TRY(cae_probe_extract(p, p->train, 0, p->train_feat, p->train_labels));
     }
     perm = malloc(n_train * sizeof *perm);
     if (!perm) {
@@ -234,6 +286,9 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
             st.best = ev.acc1;
             st.best_epoch = epoch;
         }
+        st.next_epoch = epoch + 1;
+        if (!r0)
+            continue;
         printf("epoch %d: train_loss %.4f lr %.5g | test_loss %.4f acc1 %.2f%% acc5 %.2f%% on %zu "
                "images | %.1f s | max accuracy %.2f%%\n",
                epoch, loss, lr, ev.loss, ev.acc1, ev.acc5, ev.n, (cae_now_ms() - t0) / 1e3,
@@ -248,13 +303,16 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
                 "%.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g, \"epoch_s\": %.3f}\n",
                 epoch, (unsigned long long)step, loss, lr, ev.loss, ev.acc1, ev.acc5,
                 (cae_now_ms() - t0) / 1e3);
-        st.next_epoch = epoch + 1;
         if (h->save(head, path, &st) != 0)
             goto out;
         if (fflush(p->log) != 0 || fflush(p->metrics) != 0) {
             cae_errorf("--output_dir %s: cannot write the logs: %s", a->output_dir, strerror(errno));
             goto out;
         }
+    }
+    if (!r0) {
+        rc = 0;
+        goto out;
     }
     printf("Max accuracy: %.2f%% at epoch %d (wall time %.1f s)\n", st.best, st.best_epoch,
            (cae_now_ms() - t_start) / 1e3);

@@ -28,6 +28,7 @@
 #include "attentive.h"
 #include "errors.h"
 #include "probe.h"
+#include "probe_ranks.h"
 #include "sgd.h"
 
 #include <stdlib.h>
@@ -91,6 +92,7 @@ static int head_step(void *self, const float *feat, const int32_t *labels, doubl
 {
     attentive_head *h = self;
     CAE_TRY(cae_attentive_train_step(&h->att, feat, labels, h->grads, loss));
+    CAE_TRY(cae_probe_mean(h->p, h->grads, h->att.n_params));
     h->sgd.lr = lr;
     for (int i = 0; i < CAE_ATT_NPARAMS; i++) {
         const cae_att_param *q = &h->att.p[i];
@@ -156,6 +158,19 @@ static int head_load(void *self, const char *path, cae_probe_state *st)
     return cae_write(&h->p->ctx, h->att.params, h->params, h->att.n_params * 4);
 }
 
+/* rank 0's running statistics on every rank */
+static int head_sync(void *self)
+{
+    attentive_head *h = self;
+    size_t D = h->p->D;
+    CAE_TRY(cae_read(&h->p->ctx, h->rm, h->att.run_mean, D * 4));
+    CAE_TRY(cae_read(&h->p->ctx, h->rv, h->att.run_var, D * 4));
+    CAE_TRY(cae_probe_bcast(h->p, h->rm, D));
+    CAE_TRY(cae_probe_bcast(h->p, h->rv, D));
+    CAE_TRY(cae_write(&h->p->ctx, h->att.run_mean, h->rm, D * 4));
+    return cae_write(&h->p->ctx, h->att.run_var, h->rv, D * 4);
+}
+
 /* The official recipe (CAE's README: batch 256 per GPU on 8 GPUs, lr 0.4,
  * i.e. blr 0.05, 90 epochs, 10 warmup, weight decay 0, SGD momentum 0.9,
  * min_lr 1e-6) where the pretraining defaults differ. The built-in
@@ -181,46 +196,68 @@ static void attentive_defaults(cae_args *a, int argc, char **argv)
         a->output_dir = "output-attentive";
 }
 
+/* The probe proper: 0, or 1 after the cause was reported; a failing rank
+ * stops the others. */
+static int run_attentive(cae_probe *p, attentive_head *h, int argc, char **argv)
+{
+    cae_probe_head ops = {"attentive", 0, 1, head_step, head_logits, head_save, head_load,
+                          head_sync};
+    int rc = 1, lr_given = cae_probe_flag_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
+    size_t global;
+    attentive_defaults(&p->a, argc, argv);
+    /* the official model's final norm is an identity with --use_mean_pooling */
+    if (cae_sgd_parse(p->a.opt, &h->sgd) == 0 &&
+        cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_TOKENS_PRENORM : CAE_POOL_TOKENS) == 0 &&
+        head_init(h, p) == 0) {
+        global = p->B * (size_t)p->ranks.world;
+        ops.n_parameters = trained_numel(h);
+        p->sched.base = lr_given ? p->a.lr : p->a.blr * (double)global / 256.0;
+        p->sched.final = p->a.min_lr;
+        if (r0 && lr_given)
+            printf("lr %.6g (--lr)", p->sched.base);
+        else if (r0)
+            printf("lr %.6g (blr %.6g * global batch %zu / 256)", p->sched.base, p->a.blr, global);
+        if (r0)
+            printf(", SGD (%s, momentum %g, weight decay %g), %d epochs (%d warmup) of %zu steps, "
+                   "min_lr %g\n",
+                   h->sgd.nesterov ? "Nesterov" : "plain", p->a.momentum, p->a.weight_decay,
+                   p->a.epochs, p->a.warmup_epochs, cae_probe_steps_per_epoch(p), p->a.min_lr);
+        rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
+    }
+    if (rc != 0 && p->ranks.world > 1)
+        cae_dist_abort(p->ranks.user, 1, "attentive probing failed (the cause is above)");
+    head_free(h);
+    cae_probe_teardown(p);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static cae_probe p;
     static attentive_head h;
-    cae_probe_head ops = {"attentive", 0, 1, head_step, head_logits, head_save, head_load};
-    int rc = 1, lr_given = cae_probe_flag_given(argc, argv, "lr");
-    if (cae_args_parse(&p.a, argc, argv) != 0)
-        return 2;
-    if (p.a.help) {
-        cae_args_usage(stdout, "cae-cl-attentive",
-                       "attentive probing of a CAE encoder (official tools/run_attentive.py flags);\n"
-                       "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model");
-        return 0;
+    static cae_dist dist;
+    int rc;
+    if (cae_dist_init(&dist, &argc, &argv) != 0)
+        return 1;
+    if (dist.world > 1)
+        cae_error_set_rank(dist.rank);
+    cae_probe_ranks_init(&p.ranks, &dist);
+    if (cae_args_parse(&p.a, argc, argv) != 0) {
+        rc = 2;
+    } else if (p.a.help || p.a.list_devices) {
+        if (p.a.help && dist.rank == 0)
+            cae_args_usage(stdout, "cae-cl-attentive",
+                           "attentive probing of a CAE encoder (official tools/run_attentive.py "
+                           "flags);\nwithout --data_path: Fashion-MNIST's 60k/10k split with the "
+                           "built-in model;\nunder mpirun: data parallel, --batch_size per rank");
+        rc = p.a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
+    } else if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
+        cae_errorf("--eval: give the head to evaluate with --resume "
+                   "(a checkpoint-attentive.safetensors)");
+        rc = 2;
+    } else {
+        rc = run_attentive(&p, &h, argc, argv);
     }
-    if (p.a.list_devices)
-        return cae_list_devices(stdout) == 0 ? 0 : 1;
-    if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
-        cae_errorf("--eval: give the head to evaluate with --resume (a checkpoint-attentive.safetensors)");
-        return 2;
-    }
-    attentive_defaults(&p.a, argc, argv);
-    if (cae_sgd_parse(p.a.opt, &h.sgd) != 0)
-        return 2;
-    /* the official model's final norm is an identity with --use_mean_pooling */
-    if (cae_probe_setup(&p, p.a.use_mean_pooling ? CAE_POOL_TOKENS_PRENORM : CAE_POOL_TOKENS) == 0 &&
-        head_init(&h, &p) == 0) {
-        ops.n_parameters = trained_numel(&h);
-        p.sched.base = lr_given ? p.a.lr : p.a.blr * (double)p.B / 256.0;
-        p.sched.final = p.a.min_lr;
-        if (lr_given)
-            printf("lr %.6g (--lr)", p.sched.base);
-        else
-            printf("lr %.6g (blr %.6g * batch %zu / 256)", p.sched.base, p.a.blr, p.B);
-        printf(", SGD (%s, momentum %g, weight decay %g), %d epochs (%d warmup) of %zu steps, "
-               "min_lr %g\n",
-               h.sgd.nesterov ? "Nesterov" : "plain", p.a.momentum, p.a.weight_decay, p.a.epochs,
-               p.a.warmup_epochs, cae_probe_steps_per_epoch(&p), p.a.min_lr);
-        rc = cae_probe_run(&p, &ops, &h) == 0 ? 0 : 1;
-    }
-    head_free(&h);
-    cae_probe_teardown(&p);
+    cae_dist_finalize(&dist);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "ops/batchnorm.h"
 #include "ops/ops.h"
 #include "probe.h"
+#include "probe_ranks.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -128,6 +129,8 @@ static int head_step(void *self, const float *feat, const int32_t *labels, doubl
                                 D, K, 0));
     CAE_TRY(cae_read(ctx, h->gw, h->dw, K * D * 4));
     CAE_TRY(cae_read(ctx, h->gb, h->db, K * 4));
+    CAE_TRY(cae_probe_mean(h->p, h->gw, K * D));
+    CAE_TRY(cae_probe_mean(h->p, h->gb, K));
     CAE_TRY(cae_read(ctx, h->row_loss, h->row_loss_d, B * 4));
     for (size_t i = 0; i < B; i++)
         s += h->row_loss[i];
@@ -186,6 +189,18 @@ static int head_load(void *self, const char *path, cae_probe_state *st)
     return cae_write(&h->p->ctx, h->run_var, h->rv, h->D * 4);
 }
 
+/* rank 0's running statistics on every rank */
+static int head_sync(void *self)
+{
+    linear_head *h = self;
+    CAE_TRY(cae_read(&h->p->ctx, h->rm, h->run_mean, h->D * 4));
+    CAE_TRY(cae_read(&h->p->ctx, h->rv, h->run_var, h->D * 4));
+    CAE_TRY(cae_probe_bcast(h->p, h->rm, h->D));
+    CAE_TRY(cae_probe_bcast(h->p, h->rv, h->D));
+    CAE_TRY(cae_write(&h->p->ctx, h->run_mean, h->rm, h->D * 4));
+    return cae_write(&h->p->ctx, h->run_var, h->rv, h->D * 4);
+}
+
 /* trunc_normal_(std=0.01) as timm: cut at +-2 (absolute), i.e. plain normal */
 static void init_head(linear_head *h, long seed)
 {
@@ -220,39 +235,61 @@ static void linear_defaults(cae_args *a, int argc, char **argv)
         a->output_dir = "output-linear";
 }
 
+/* The probe proper: 0, or 1 after the cause was reported; a failing rank
+ * stops the others. */
+static int run_linear(cae_probe *p, linear_head *h, int argc, char **argv)
+{
+    cae_probe_head ops = {"linear", 0, 0, head_step, head_logits, head_save, head_load, head_sync};
+    size_t global;
+    int rc = 1;
+    linear_defaults(&p->a, argc, argv);
+    if (cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_MEAN : CAE_POOL_CLS) == 0 &&
+        head_init(h, p) == 0) {
+        global = p->B * (size_t)p->ranks.world;
+        ops.n_parameters = p->K * p->D + p->K;
+        init_head(h, p->a.seed);
+        p->sched.base = p->a.blr * (double)global / 256.0;
+        p->sched.final = 0.0;
+        if (p->ranks.rank == 0)
+            printf("lr %.6g (blr %.6g * global batch %zu / 256), LARS, %d epochs (%d warmup) of "
+                   "%zu steps\n",
+                   p->sched.base, p->a.blr, global, p->a.epochs, p->a.warmup_epochs,
+                   cae_probe_steps_per_epoch(p));
+        rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
+    }
+    if (rc != 0 && p->ranks.world > 1)
+        cae_dist_abort(p->ranks.user, 1, "linear probing failed (the cause is above)");
+    head_free(h);
+    cae_probe_teardown(p);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static cae_probe p;
     static linear_head h;
-    cae_probe_head ops = {"linear", 0, 0, head_step, head_logits, head_save, head_load};
-    int rc = 1;
-    if (cae_args_parse(&p.a, argc, argv) != 0)
-        return 2;
-    if (p.a.help) {
-        cae_args_usage(stdout, "cae-cl-linear",
-                       "linear probing of a CAE encoder (official tools/run_linear.py flags);\n"
-                       "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model");
-        return 0;
-    }
-    if (p.a.list_devices)
-        return cae_list_devices(stdout) == 0 ? 0 : 1;
-    if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
+    static cae_dist dist;
+    int rc;
+    if (cae_dist_init(&dist, &argc, &argv) != 0)
+        return 1;
+    if (dist.world > 1)
+        cae_error_set_rank(dist.rank);
+    cae_probe_ranks_init(&p.ranks, &dist);
+    if (cae_args_parse(&p.a, argc, argv) != 0) {
+        rc = 2;
+    } else if (p.a.help || p.a.list_devices) {
+        if (p.a.help && dist.rank == 0)
+            cae_args_usage(stdout, "cae-cl-linear",
+                           "linear probing of a CAE encoder (official tools/run_linear.py flags);\n"
+                           "without --data_path: Fashion-MNIST's 60k/10k split with the built-in "
+                           "model;\nunder mpirun: data parallel, --batch_size per rank");
+        rc = p.a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
+    } else if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
         cae_errorf("--eval: give the head to evaluate with --resume (a checkpoint-linear.safetensors)");
-        return 2;
+        rc = 2;
+    } else {
+        rc = run_linear(&p, &h, argc, argv);
     }
-    linear_defaults(&p.a, argc, argv);
-    if (cae_probe_setup(&p, p.a.use_mean_pooling ? CAE_POOL_MEAN : CAE_POOL_CLS) == 0 &&
-        head_init(&h, &p) == 0) {
-        ops.n_parameters = p.K * p.D + p.K;
-        init_head(&h, p.a.seed);
-        p.sched.base = p.a.blr * (double)p.B / 256.0;
-        p.sched.final = 0.0;
-        printf("lr %.6g (blr %.6g * batch %zu / 256), LARS, %d epochs (%d warmup) of %zu steps\n",
-               p.sched.base, p.a.blr, p.B, p.a.epochs, p.a.warmup_epochs,
-               cae_probe_steps_per_epoch(&p));
-        rc = cae_probe_run(&p, &ops, &h) == 0 ? 0 : 1;
-    }
-    head_free(&h);
-    cae_probe_teardown(&p);
+    cae_dist_finalize(&dist);
     return rc;
 }
