@@ -260,8 +260,8 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
         }
         CAE_TRY(h->load(head, a->resume, &st));
         if (r0)
-            printf("resumed from %s: next epoch %d, max accuracy %.2f%% (epoch %d)\n", a->resume,
-               st.next_epoch, st.best, st.best_epoch);
+            printf("resumed from %s: next epoch %d, max accuracy %.2f%% (epoch %d)\n",
+                   a->resume, st.next_epoch, st.best, st.best_epoch);
     }
     if (a->cache_features) {
         /* every rank may train on any image: each computes them all */
