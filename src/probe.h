@@ -88,9 +88,9 @@ typedef struct {
  * A program started under mpirun fills these from mpi/ (probe_ranks.c);
  * world 1 (all zero) is a plain single-device run. Every rank holds the
  * same parameters (same initialization, averaged gradients, deterministic
- * optimizer on the host); each trains on its slice of every global batch
- * (per-rank batch B, global B * world, as DistributedSampler with
- * drop_last). BatchNorm uses the rank's own batch statistics, as the
+ * optimizer on the host); rank r trains on slice [r*B, (r+1)*B) of every
+ * global batch of B * world images (drop_last), so the ranks together see
+ * exactly the batches one rank with batch B * world would. BatchNorm uses the rank's own batch statistics, as the
  * official DistributedDataParallel runs without SyncBatchNorm, and every
  * rank takes rank 0's running statistics (DDP's broadcast_buffers) before
  * evaluating. Rank 0 alone prints, logs and writes checkpoints. */
