@@ -122,6 +122,7 @@ static const flag_spec flags[] = {
     {"cache_features", F_TRUE, A(cache_features), "cae-cl-linear: training features once, without augmentation"},
     {"eval", F_TRUE, A(eval), "cae-cl-linear: evaluate the head of --resume without training"},
     {"nb_classes", F_INT, A(nb_classes), "cae-cl-linear: classes (default: the data set's)"},
+    {"dist_eval", F_TRUE, A(dist_eval), "cae-cl-linear/attentive under mpirun: shard the evaluation across ranks"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
 };

@@ -39,7 +39,7 @@ typedef struct {
     /* the evaluation programs (cae-cl-linear) */
     const char *finetune;
     double blr;
-    int use_cls, use_mean_pooling, cache_features, eval, nb_classes;
+    int use_cls, use_mean_pooling, cache_features, eval, nb_classes, dist_eval;
     /* cae-cl-bench */
     int synthetic, bench_steps, warmup_steps_bench;
     const char *json;

@@ -231,6 +231,12 @@ int cae_encoder_eval_load(cae_encoder_eval *e, const char *finetune, uint64_t se
     return load_encoder(e, finetune);
 }
 
+size_t cae_encoder_eval_feature_size(const cae_encoder_eval *e, cae_pool pool)
+{
+    size_t D = (size_t)e->cfg.embed_dim, N = (size_t)e->cfg.num_patches;
+    return pool == CAE_POOL_TOKENS || pool == CAE_POOL_TOKENS_PRENORM ? (N + 1) * D : D;
+}
+
 int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n, cae_pool pool,
                              float *features)
 {
@@ -257,8 +263,12 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
     for (int i = 0; i < c->depth; i++)
         CAE_TRY(cae_block_forward(ctx, &e->blocks[i], &e->acts, e->stream, e->stream, &dims,
                                   cae_buf_null(), cae_buf_null()));
+    if (pool == CAE_POOL_TOKENS_PRENORM)
+        return cae_read(ctx, features, e->stream, n * (N + 1) * D * 4);
     CAE_TRY(cae_layernorm_forward(ctx, e->out, e->out_mean, e->out_rstd, e->stream, e->norm.w,
                                   e->norm.b, n * (N + 1), D));
+    if (pool == CAE_POOL_TOKENS)
+        return cae_read(ctx, features, e->out, n * (N + 1) * D * 4);
     if (pool == CAE_POOL_CLS) {
         CAE_TRY(cae_copy_blocks(ctx, e->pooled, D, e->out, (N + 1) * D, n, D, 0));
     } else {

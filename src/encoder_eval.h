@@ -17,7 +17,11 @@
 
 #include <stdint.h>
 
-typedef enum { CAE_POOL_CLS, CAE_POOL_MEAN } cae_pool;
+/* What a forward hands back per image: the cls token of the final norm, the
+ * mean of the patch tokens (the final norm's output; a built model has its
+ * final norm), every token [cls, patches] of the final norm, or every token
+ * of the last block before the final norm. */
+typedef enum { CAE_POOL_CLS, CAE_POOL_MEAN, CAE_POOL_TOKENS, CAE_POOL_TOKENS_PRENORM } cae_pool;
 
 typedef struct {
     cae_ctx *ctx;
@@ -44,8 +48,12 @@ void cae_encoder_eval_free(cae_encoder_eval *e);
  * tensors of this configuration. */
 int cae_encoder_eval_load(cae_encoder_eval *e, const char *finetune, uint64_t seed);
 
-/* features [n, D] (host) of n <= B images [n,3,S,S] (host, normalized):
- * the cls token of the final norm, or the mean of the patch tokens. */
+/* Floats per image a forward with this pooling writes: D, or (N+1)*D for
+ * the token pools. */
+size_t cae_encoder_eval_feature_size(const cae_encoder_eval *e, cae_pool pool);
+
+/* features [n, feature_size] (host) of n <= B images [n,3,S,S] (host,
+ * normalized), as pool says. */
 int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n, cae_pool pool,
                              float *features);
 

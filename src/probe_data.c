@@ -1,0 +1,158 @@
+/* probe_data.c: the probes' images: the evaluation transform, the training
+ * augmentation, and features of whole splits or augmented batches through
+ * the frozen encoder (see probe.h). */
+#include "probe.h"
+
+#include "errors.h"
+#include "train_log.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cae_probe_loader_init(cae_probe_loader *l)
+{
+    memset(l, 0, sizeof *l);
+    l->dec = cae_decoder_new();
+    l->aug = cae_augment_scratch_new();
+    if (!l->dec || !l->aug) {
+        cae_errorf("out of host memory");
+        cae_probe_loader_free(l);
+        return -1;
+    }
+    return 0;
+}
+
+void cae_probe_loader_free(cae_probe_loader *l)
+{
+    free(l->work);
+    cae_image_free(&l->img);
+    if (l->dec)
+        cae_decoder_free(l->dec);
+    if (l->aug)
+        cae_augment_scratch_free(l->aug);
+    memset(l, 0, sizeof *l);
+}
+
+int cae_probe_train_augment(cae_augment_cfg *aug, int input_size, int imagenet_mean_std)
+{
+    memset(aug, 0, sizeof *aug);
+    aug->input_size = input_size;
+    aug->crop_min = 0.08;
+    aug->crop_max = 1.0;
+    aug->interp = CAE_FILTER_BICUBIC;
+    aug->second_interp = CAE_FILTER_BICUBIC;
+    aug->imagenet_mean_std = imagenet_mean_std;
+    return cae_augment_check(aug);
+}
+
+static const float inet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float inet_std[3] = {0.229f, 0.224f, 0.225f};
+
+static void normalize(const unsigned char *px, int S, int imagenet, float *view)
+{
+    for (int c = 0; c < 3; c++) {
+        float m = imagenet ? inet_mean[c] : 0.5f, s = imagenet ? inet_std[c] : 0.5f;
+        for (int i = 0; i < S * S; i++)
+            view[(size_t)c * S * S + i] = ((float)px[i * 3 + c] / 255.0f - m) / s;
+    }
+}
+
+/* Resize (shorter side to int(S / 0.875), bicubic, as torchvision's Resize
+ * on a PIL image) and center crop S: the official evaluation transform.
+ * *work grows as needed. */
+static int eval_transform(const cae_image *img, int S, int imagenet, unsigned char **work,
+                          size_t *work_size, float *view)
+{
+    int size = (int)((double)S / 0.875), ow, oh, top, left;
+    double box[4] = {0, 0, img->width, img->height};
+    unsigned char *crop;
+    size_t need;
+    if (img->width <= img->height) {
+        ow = size;
+        oh = (int)((double)size * img->height / img->width);
+    } else {
+        oh = size;
+        ow = (int)((double)size * img->width / img->height);
+    }
+    if (ow < S || oh < S || ow > 65536 || oh > 65536) {
+        cae_errorf("image of %dx%d: cannot resize for evaluation", img->width, img->height);
+        return -1;
+    }
+    need = (size_t)ow * oh * 3 + (size_t)S * S * 3;
+    if (need > *work_size) {
+        unsigned char *w = realloc(*work, need);
+        if (!w) {
+            cae_errorf("out of host memory");
+            return -1;
+        }
+        *work = w;
+        *work_size = need;
+    }
+    CAE_TRY(cae_resize(img, box, ow, oh, CAE_FILTER_BICUBIC, *work));
+    top = (int)lround((oh - S) / 2.0);
+    left = (int)lround((ow - S) / 2.0);
+    crop = *work + (size_t)ow * oh * 3;
+    for (int r = 0; r < S; r++)
+        memcpy(crop + (size_t)r * S * 3, *work + ((size_t)(top + r) * ow + left) * 3, (size_t)S * 3);
+    normalize(crop, S, imagenet, view);
+    return 0;
+}
+
+/* Load image idx (eval transform, or with aug the training transform from
+ * seed) into view; its label into *label. Unusable images are fatal here:
+ * evaluation must see every image. */
+static int load_one(cae_probe *p, const cae_dataset *ds, size_t idx, const cae_augment_cfg *aug,
+                    uint64_t seed, float *view, int32_t *label)
+{
+    cae_probe_loader *l = &p->loader;
+    if (cae_dataset_get(ds, idx, l->dec, &l->img) != 0) {
+        cae_errorf("%s: image %zu cannot be used", cae_dataset_describe(ds), idx);
+        return -1;
+    }
+    *label = cae_dataset_label(ds, idx);
+    if (*label < 0 || (size_t)*label >= p->K) {
+        cae_errorf("%s: label %d of image %zu is outside --nb_classes %zu",
+                   cae_dataset_describe(ds), *label, idx, p->K);
+        return -1;
+    }
+    if (aug)
+        return cae_augment(aug, &l->img, seed, l->aug, view, NULL);
+    return eval_transform(&l->img, (int)p->S, p->a.imagenet_default_mean_and_std, &l->work,
+                          &l->work_size, view);
+}
+
+int cae_probe_extract(cae_probe *p, const cae_dataset *ds, int shard, float *feat,
+                      int32_t *labels)
+{
+    size_t n = cae_dataset_len(ds), view = 3 * p->S * p->S, world = (size_t)p->ranks.world;
+    double t0 = cae_now_ms();
+    for (size_t s = 0; s < n; s += p->B) {
+        size_t m = n - s < p->B ? n - s : p->B;
+        if (shard && world > 1 && (s / p->B) % world != (size_t)p->ranks.rank)
+            continue;
+        for (size_t i = 0; i < m; i++)
+            CAE_TRY(load_one(p, ds, s + i, NULL, 0, p->images + i * view, &labels[s + i]));
+        CAE_TRY(cae_encoder_eval_forward(&p->enc, p->images, m, p->pool, feat + s * p->F));
+    }
+    if (p->ranks.rank == 0) {
+        printf("features of %s%s in %.1f s\n", cae_dataset_describe(ds),
+               shard && world > 1 ? " (this rank's shard)" : "", (cae_now_ms() - t0) / 1e3);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+int cae_probe_augmented(cae_probe *p, const size_t *idx, cae_rng *r, float *feat, int32_t *labels)
+{
+    size_t view = 3 * p->S * p->S, first = (size_t)p->ranks.rank * p->B;
+    size_t global = p->B * (size_t)(p->ranks.world > 1 ? p->ranks.world : 1);
+    for (size_t g = 0; g < global; g++) {
+        uint64_t seed = cae_rng_next(r);
+        size_t i = g - first;
+        if (g < first || i >= p->B)
+            continue;
+        CAE_TRY(load_one(p, p->train, idx[g], &p->aug, seed, p->images + i * view, &labels[i]));
+    }
+    return cae_encoder_eval_forward(&p->enc, p->images, p->B, p->pool, feat);
+}
