@@ -1,8 +1,9 @@
 /* attentive.c: the attentive probe's head on the device, forward above
  * backward (see attentive.h). Built from the regressor block's ops: three
- * LayerNorms, bias-free q/k/v linears with q_bias/v_bias added at the head
- * split, the attention core with one query, the proj linear; then the
- * BatchNorm without affine, the linear head and the cross-entropy. */
+ * LayerNorms, the q/k/v linears (q with q_bias, v with v_bias, k none), the
+ * token-layout attention core (src/ops/mha.c) with one query, the proj
+ * linear; then the BatchNorm without affine, the linear head and the
+ * cross-entropy. */
 #include "attentive.h"
 
 #include "data/rng.h"
@@ -102,6 +103,7 @@ int cae_attentive_init(cae_attentive *a, cae_ctx *ctx, size_t B, size_t T, size_
         return -1;
     }
     table(a);
+    cae_mha_dims md = {B, H, 1, T, D / H, 1.0f};
 #define TAKE(slot, n) (take(&used, slot, n), slots[n_slots++] = slot)
     TAKE(&a->run_mean, D);
     TAKE(&a->run_var, D);
@@ -118,11 +120,7 @@ int cae_attentive_init(cae_attentive *a, cae_ctx *ctx, size_t B, size_t T, size_
     TAKE(&a->qp, B * D);
     TAKE(&a->kp, BT * D);
     TAKE(&a->vp, BT * D);
-    TAKE(&a->qh, B * D);
-    TAKE(&a->kh, BT * D);
-    TAKE(&a->vh, BT * D);
-    TAKE(&a->prob, B * H * T);
-    TAKE(&a->o, B * D);
+    TAKE(&a->prob, cae_mha_saved_elems(ctx, &md));
     TAKE(&a->merged, B * D);
     TAKE(&a->f, B * D);
     TAKE(&a->bn_mean, D);
@@ -135,15 +133,12 @@ int cae_attentive_init(cae_attentive *a, cae_ctx *ctx, size_t B, size_t T, size_
     TAKE(&a->dy, B * D);
     TAKE(&a->df, B * D);
     TAKE(&a->dmerged, B * D);
-    TAKE(&a->dout, B * D);
-    TAKE(&a->dqh, B * D);
-    TAKE(&a->dkh, BT * D);
-    TAKE(&a->dvh, BT * D);
-    TAKE(&a->dp, B * H * T);
+    TAKE(&a->dkp, BT * D);
+    TAKE(&a->dvp, BT * D);
+    TAKE(&a->dp, cae_mha_scratch_elems(ctx, &md));
     TAKE(&a->dqp, B * D);
     TAKE(&a->dlnq, B * D);
     TAKE(&a->dq_in, B * D);
-    TAKE(&a->dtp, BT * D);
     TAKE(&a->dln, BT * D);
     TAKE(&a->dxs, BT * D);
 #undef TAKE
@@ -227,12 +222,19 @@ void cae_attentive_init_params(const cae_attentive *a, uint64_t seed, float *hos
 }
 
 /* Forward through the block to f [m, D]. */
+static cae_mha_dims attn_dims(const cae_attentive *a, size_t m)
+{
+    size_t dh = a->D / a->H;
+    cae_mha_dims md = {m, a->H, 1, a->T, dh, (float)(1.0 / sqrt((double)dh))};
+    return md;
+}
+
 static int block_forward(cae_attentive *a, size_t m)
 {
     cae_ctx *ctx = a->ctx;
     cae_buf P = a->params;
-    size_t T = a->T, D = a->D, H = a->H, dh = D / H, MT = m * T;
-    float scale = (float)(1.0 / sqrt((double)dh));
+    size_t T = a->T, D = a->D, MT = m * T;
+    cae_mha_dims md = attn_dims(a, m);
     /* the query: one token for every image (pos_q is 0) */
     CAE_TRY(cae_broadcast_row(ctx, a->q_in, pv(a, P, CAE_ATT_QUERY), m, D));
     CAE_TRY(cae_layernorm_forward(ctx, a->lnq, a->lnq_mean, a->lnq_rstd, a->q_in,
@@ -242,15 +244,14 @@ static int block_forward(cae_attentive *a, size_t m)
                                   pv(a, P, CAE_ATT_NORM_K_W), pv(a, P, CAE_ATT_NORM_K_B), MT, D));
     CAE_TRY(cae_layernorm_forward(ctx, a->lnv, a->lnv_mean, a->lnv_rstd, a->x,
                                   pv(a, P, CAE_ATT_NORM_V_W), pv(a, P, CAE_ATT_NORM_V_B), MT, D));
-    CAE_TRY(cae_linear_forward(ctx, a->qp, a->lnq, pv(a, P, CAE_ATT_Q_W), cae_buf_null(), m, D, D));
-    CAE_TRY(cae_linear_forward(ctx, a->kp, a->lnk, pv(a, P, CAE_ATT_K_W), cae_buf_null(), MT, D, D));
-    CAE_TRY(cae_linear_forward(ctx, a->vp, a->lnv, pv(a, P, CAE_ATT_V_W), cae_buf_null(), MT, D, D));
     /* q gets q_bias, v gets v_bias, k none */
-    CAE_TRY(cae_heads_split(ctx, a->qh, a->qp, D, 0, pv(a, P, CAE_ATT_Q_BIAS), scale, m, 1, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->kh, a->kp, D, 0, cae_buf_null(), 1.0f, m, T, H, dh));
-    CAE_TRY(cae_heads_split(ctx, a->vh, a->vp, D, 0, pv(a, P, CAE_ATT_V_BIAS), 1.0f, m, T, H, dh));
-    CAE_TRY(cae_attention_forward(ctx, a->o, a->prob, a->qh, a->kh, a->vh, m * H, 1, T, dh));
-    CAE_TRY(cae_heads_merge(ctx, a->merged, a->o, m, 1, H, dh));
+    CAE_TRY(cae_linear_forward(ctx, a->qp, a->lnq, pv(a, P, CAE_ATT_Q_W), pv(a, P, CAE_ATT_Q_BIAS),
+                               m, D, D));
+    CAE_TRY(cae_linear_forward(ctx, a->kp, a->lnk, pv(a, P, CAE_ATT_K_W), cae_buf_null(), MT, D, D));
+    CAE_TRY(cae_linear_forward(ctx, a->vp, a->lnv, pv(a, P, CAE_ATT_V_W), pv(a, P, CAE_ATT_V_BIAS),
+                               MT, D, D));
+    CAE_TRY(cae_mha_forward(ctx, &md, cae_tok_of(a->merged, D), a->prob, cae_tok_of(a->qp, D),
+                            cae_tok_of(a->kp, D), cae_tok_of(a->vp, D)));
     return cae_linear_forward(ctx, a->f, a->merged, pv(a, P, CAE_ATT_PROJ_W),
                               pv(a, P, CAE_ATT_PROJ_B), m, D, D);
 }
@@ -261,35 +262,30 @@ static int block_backward(cae_attentive *a)
 {
     cae_ctx *ctx = a->ctx;
     cae_buf P = a->params, G = a->grads;
-    size_t B = a->B, T = a->T, D = a->D, H = a->H, dh = D / H, BT = B * T;
-    float scale = (float)(1.0 / sqrt((double)dh));
+    size_t B = a->B, T = a->T, D = a->D, BT = B * T;
+    cae_mha_dims md = attn_dims(a, B);
     CAE_TRY(cae_linear_backward(ctx, a->dmerged, pv(a, G, CAE_ATT_PROJ_W), pv(a, G, CAE_ATT_PROJ_B),
                                 a->df, a->merged, pv(a, P, CAE_ATT_PROJ_W), B, D, D, 0));
-    CAE_TRY(cae_heads_merge_backward(ctx, a->dout, a->dmerged, B, 1, H, dh));
-    CAE_TRY(cae_attention_backward(ctx, a->dqh, a->dkh, a->dvh, a->dp, a->dout, a->prob, a->qh,
-                                   a->kh, a->vh, B * H, 1, T, dh));
+    CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(a->dqp, D), cae_tok_of(a->dkp, D),
+                             cae_tok_of(a->dvp, D), a->dp, cae_tok_of(a->dmerged, D),
+                             cae_tok_of(a->merged, D), a->prob, cae_tok_of(a->qp, D),
+                             cae_tok_of(a->kp, D), cae_tok_of(a->vp, D)));
     /* the query path, down to the one query token (summed over the batch) */
-    CAE_TRY(cae_heads_split_backward(ctx, a->dqp, D, 0, pv(a, G, CAE_ATT_Q_BIAS), a->dqh, scale, B,
-                                     1, H, dh, 0));
-    CAE_TRY(cae_linear_backward(ctx, a->dlnq, pv(a, G, CAE_ATT_Q_W), cae_buf_null(), a->dqp, a->lnq,
-                                pv(a, P, CAE_ATT_Q_W), B, D, D, 0));
+    CAE_TRY(cae_linear_backward(ctx, a->dlnq, pv(a, G, CAE_ATT_Q_W), pv(a, G, CAE_ATT_Q_BIAS),
+                                a->dqp, a->lnq, pv(a, P, CAE_ATT_Q_W), B, D, D, 0));
     CAE_TRY(cae_layernorm_backward(ctx, a->dq_in, pv(a, G, CAE_ATT_NORM_Q_W),
                                    pv(a, G, CAE_ATT_NORM_Q_B), a->dlnq, a->q_in,
                                    pv(a, P, CAE_ATT_NORM_Q_W), a->lnq_mean, a->lnq_rstd, B, D, 0));
     CAE_TRY(cae_colsum_add(ctx, pv(a, G, CAE_ATT_QUERY), a->dq_in, B, D));
     /* keys; d(x) goes to scratch, the LayerNorm parameters' gradients are what counts */
-    CAE_TRY(cae_heads_split_backward(ctx, a->dtp, D, 0, cae_buf_null(), a->dkh, 1.0f, B, T, H, dh,
-                                     0));
-    CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_K_W), cae_buf_null(), a->dtp, a->lnk,
+    CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_K_W), cae_buf_null(), a->dkp, a->lnk,
                                 pv(a, P, CAE_ATT_K_W), BT, D, D, 0));
     CAE_TRY(cae_layernorm_backward(ctx, a->dxs, pv(a, G, CAE_ATT_NORM_K_W),
                                    pv(a, G, CAE_ATT_NORM_K_B), a->dln, a->x,
                                    pv(a, P, CAE_ATT_NORM_K_W), a->lnk_mean, a->lnk_rstd, BT, D, 0));
     /* values */
-    CAE_TRY(cae_heads_split_backward(ctx, a->dtp, D, 0, pv(a, G, CAE_ATT_V_BIAS), a->dvh, 1.0f, B, T,
-                                     H, dh, 0));
-    CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_V_W), cae_buf_null(), a->dtp, a->lnv,
-                                pv(a, P, CAE_ATT_V_W), BT, D, D, 0));
+    CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_V_W), pv(a, G, CAE_ATT_V_BIAS), a->dvp,
+                                a->lnv, pv(a, P, CAE_ATT_V_W), BT, D, D, 0));
     return cae_layernorm_backward(ctx, a->dxs, pv(a, G, CAE_ATT_NORM_V_W),
                                   pv(a, G, CAE_ATT_NORM_V_B), a->dln, a->x,
                                   pv(a, P, CAE_ATT_NORM_V_W), a->lnv_mean, a->lnv_rstd, BT, D, 0);

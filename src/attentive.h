@@ -68,10 +68,10 @@ typedef struct {
     cae_buf run_mean, run_var; /* [D] BN running statistics */
     /* forward */
     cae_buf q_in, lnq, lnq_mean, lnq_rstd, lnk, lnk_mean, lnk_rstd, lnv, lnv_mean, lnv_rstd;
-    cae_buf qp, kp, vp, qh, kh, vh, prob, o, merged, f, bn_mean, bn_rstd, y, logits;
+    cae_buf qp, kp, vp, prob, merged, f, bn_mean, bn_rstd, y, logits; /* prob: mha.c's saved */
     cae_buf dlogits, row_loss, row_correct;
     /* backward scratch */
-    cae_buf dy, df, dmerged, dout, dqh, dkh, dvh, dp, dqp, dlnq, dq_in, dtp, dln, dxs;
+    cae_buf dy, df, dmerged, dkp, dvp, dp, dqp, dlnq, dq_in, dln, dxs;
     float *host_loss; /* [B] row losses read back */
 } cae_attentive;
 

@@ -1,4 +1,4 @@
-/* test_ops_attention.c: the linear, softmax and attention op families
+/* test_ops_attention.c: the linear, softmax and attention (mha) op families
  * against plain C references in double.
  *
  * Every device result is compared with a double reference on odd shapes,
@@ -7,7 +7,8 @@
  * accumulated onto non-zero values. Each reference backward is checked once
  * against central finite differences of its own forward. The GEMM back end
  * comes from CAE_TEST_GEMM (host or clblast); run the suite under both.
- * CAE_TEST_SMALL=1 shrinks the long shapes (for oclgrind).
+ * CAE_TEST_SMALL=1 shrinks the long shapes (for oclgrind). The attention
+ * cases run once per core (GEMMs, fused kernel).
  */
 #include "testutil.h"
 #include "gemm.h"
@@ -471,53 +472,6 @@ static void ref_attn_backward(double *dq, double *dk, double *dv,
     free(ds);
 }
 
-static void attn_core_case(size_t BH, size_t Nq, size_t Nk, size_t dh,
-                           unsigned seed)
-{
-    const size_t nq = BH * Nq * dh, nk = BH * Nk * dh, np = BH * Nq * Nk;
-    float *q = frand(nq, -1.5f, 1.5f, seed), *k = frand(nk, -1.5f, 1.5f, seed + 1);
-    float *v = frand(nk, -1, 1, seed + 2), *g = frand(nq, -1, 1, seed + 3);
-    double *o = dvec(nq), *p = dvec(np);
-    double *dq = dvec(nq), *dk = dvec(nk), *dv = dvec(nk);
-    double *qd = to_double(q, nq), *kd = to_double(k, nk);
-    double *vd = to_double(v, nk);
-    ref_attn_forward(o, p, qd, kd, vd, BH, Nq, Nk, dh);
-    ref_attn_backward(dq, dk, dv, to_double(g, nq), p, qd, kd, vd, BH, Nq, Nk,
-                      dh);
-
-    cae_ctx *ctx = tu_ctx();
-    tu_dbuf d_q = tu_upload(q, nq), d_k = tu_upload(k, nk);
-    tu_dbuf d_v = tu_upload(v, nk), d_g = tu_upload(g, nq);
-    tu_dbuf d_o = tu_filled(nq, NAN), d_p = tu_filled(np, NAN);
-    ck_assert_int_eq(cae_attention_forward(ctx, d_o.buf, d_p.buf, d_q.buf,
-                                           d_k.buf, d_v.buf, BH, Nq, Nk, dh),
-                     0);
-    expect("attention o", &d_o, o, TOL);
-    expect("attention p", &d_p, p, TOL);
-    tu_dbuf d_dq = tu_filled(nq, NAN), d_dk = tu_filled(nk, NAN);
-    tu_dbuf d_dv = tu_filled(nk, NAN), d_dp = tu_filled(np, NAN);
-    ck_assert_int_eq(cae_attention_backward(ctx, d_dq.buf, d_dk.buf, d_dv.buf,
-                                            d_dp.buf, d_g.buf, d_p.buf,
-                                            d_q.buf, d_k.buf, d_v.buf, BH, Nq,
-                                            Nk, dh), 0);
-    expect("attention dq", &d_dq, dq, TOL);
-    expect("attention dk", &d_dk, dk, TOL);
-    expect("attention dv", &d_dv, dv, TOL);
-    float *scratch_dp = fvec(np);
-    tu_download(scratch_dp, &d_dp); /* canaries only */
-    tu_free(&d_q); tu_free(&d_k); tu_free(&d_v); tu_free(&d_g);
-    tu_free(&d_o); tu_free(&d_p); tu_free(&d_dq); tu_free(&d_dk);
-    tu_free(&d_dv); tu_free(&d_dp);
-}
-
-START_TEST(test_attention_core)
-{
-    attn_core_case(6, 7, 11, 5, 61);  /* Nq < Nk */
-    attn_core_case(3, 13, 4, 7, 65);  /* Nq > Nk */
-    attn_core_case(2, 1, 1, 3, 69);   /* a single key: p == 1 */
-}
-END_TEST
-
 typedef struct {
     double *q, *k, *v, *g, *o, *p;
     size_t BH, Nq, Nk, dh;
@@ -547,85 +501,6 @@ START_TEST(test_attention_core_fd)
     fd_check("attention ref dq", s.q, nq, dq, attn_loss, &s);
     fd_check("attention ref dk", s.k, nk, dk, attn_loss, &s);
     fd_check("attention ref dv", s.v, nk, dv, attn_loss, &s);
-}
-END_TEST
-
-/* ======================= heads split / merge ======================= */
-
-START_TEST(test_heads_split_merge)
-{
-    const size_t B = 2, N = 7, H = 3, dh = 5, C = H * dh;
-    const size_t stride = 3 * C + 2, col = C + 1; /* an odd column block */
-    const size_t nin = B * N * stride, nh = B * H * N * dh;
-    const float scale = 0.37f;
-    float *in = frand(nin, -1, 1, 81), *bias = frand(C, -1, 1, 82);
-    double *want = dvec(nh), *want_nb = dvec(nh);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < dh; d++) {
-                    const size_t i = ((b * H + h) * N + n) * dh + d;
-                    const double x = in[(b * N + n) * stride + col + h * dh + d];
-                    want[i] = scale * (x + bias[h * dh + d]);
-                    want_nb[i] = x;
-                }
-
-    cae_ctx *ctx = tu_ctx();
-    tu_dbuf d_in = tu_upload(in, nin), d_bias = tu_upload(bias, C);
-    tu_dbuf d_out = tu_filled(nh, NAN), d_out2 = tu_filled(nh, NAN);
-    ck_assert_int_eq(cae_heads_split(ctx, d_out.buf, d_in.buf, stride, col,
-                                     d_bias.buf, scale, B, N, H, dh), 0);
-    expect("heads_split", &d_out, want, TOL);
-    ck_assert_int_eq(cae_heads_split(ctx, d_out2.buf, d_in.buf, stride, col,
-                                     cae_buf_null(), 1.0f, B, N, H, dh), 0);
-    expect("heads_split (no bias)", &d_out2, want_nb, 0.0);
-
-    /* merge puts the heads back as [B*N, C]; merge_backward undoes that */
-    float *heads = fvec(nh);
-    tu_download(heads, &d_out2);
-    double *want_m = dvec(B * N * C);
-    for (size_t r = 0; r < B * N; r++)
-        for (size_t c = 0; c < C; c++)
-            want_m[r * C + c] = in[r * stride + col + c];
-    tu_dbuf d_m = tu_filled(B * N * C, NAN), d_mb = tu_filled(nh, NAN);
-    ck_assert_int_eq(cae_heads_merge(ctx, d_m.buf, d_out2.buf, B, N, H, dh), 0);
-    expect("heads_merge", &d_m, want_m, 0.0);
-    ck_assert_int_eq(cae_heads_merge_backward(ctx, d_mb.buf, d_m.buf, B, N, H,
-                                              dh), 0);
-    expect("heads_merge_backward", &d_mb, to_double(heads, nh), 0.0);
-
-    /* split backward: only the block's columns change; dbias accumulates */
-    float *dout = frand(nh, -1, 1, 83), *din0 = frand(nin, -2, 2, 84);
-    float *dbias0 = frand(C, -2, 2, 85);
-    double *want_ow = dvec(nin), *want_acc = dvec(nin), *want_db = dvec(C);
-    for (size_t i = 0; i < nin; i++)
-        want_ow[i] = want_acc[i] = din0[i];
-    for (size_t c = 0; c < C; c++)
-        want_db[c] = dbias0[c];
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t n = 0; n < N; n++)
-                for (size_t d = 0; d < dh; d++) {
-                    const double g = scale * (double)dout[((b * H + h) * N + n) * dh + d];
-                    const size_t j = (b * N + n) * stride + col + h * dh + d;
-                    want_ow[j] = g;
-                    want_acc[j] += g;
-                    want_db[h * dh + d] += g;
-                }
-    tu_dbuf d_dout = tu_upload(dout, nh);
-    for (int acc = 0; acc <= 1; acc++) {
-        tu_dbuf d_din = tu_upload(din0, nin), d_db = tu_upload(dbias0, C);
-        ck_assert_int_eq(cae_heads_split_backward(ctx, d_din.buf, stride, col,
-                                                  d_db.buf, d_dout.buf, scale,
-                                                  B, N, H, dh, acc), 0);
-        expect(acc ? "heads_split_backward (accumulate)"
-                   : "heads_split_backward",
-               &d_din, acc ? want_acc : want_ow, TOL);
-        expect("heads_split_backward dbias", &d_db, want_db, TOL);
-        tu_free(&d_din); tu_free(&d_db);
-    }
-    tu_free(&d_in); tu_free(&d_bias); tu_free(&d_out); tu_free(&d_out2);
-    tu_free(&d_m); tu_free(&d_mb); tu_free(&d_dout);
 }
 END_TEST
 
@@ -1002,6 +877,12 @@ START_TEST(test_mha_cross)
     mha_case(&m, 1, 111);
     m = mha_separate(3, 5, 4, 2, 3);
     mha_case(&m, 1, 121);
+    m = mha_cross(2, 13, 4, 2, 7, 0); /* more queries than keys */
+    mha_case(&m, 0, 125);
+    m = mha_cross(3, 1, 6, 2, 4, 0);  /* one query (the attentive probe) */
+    mha_case(&m, 0, 127);
+    m = mha_cross(2, 1, 1, 1, 3, 0);  /* a single key: p == 1 */
+    mha_case(&m, 1, 129);
 }
 END_TEST
 
@@ -1070,8 +951,6 @@ static Suite *ops_attention_suite(void)
     tcase_add_test(tc, test_softmax_fd);
     suite_add_tcase(s, tc);
     tc = tcase("attention");
-    tcase_add_test(tc, test_heads_split_merge);
-    tcase_add_test(tc, test_attention_core);
     tcase_add_test(tc, test_attention_core_fd);
     tcase_add_loop_test(tc, test_mha_self, 0, 2);
     tcase_add_loop_test(tc, test_mha_cross, 0, 2);

@@ -86,48 +86,6 @@ int cae_bias_add_ld(cae_ctx *ctx, cae_buf y /* [T,ld] */, size_t ld, cae_buf b /
 int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] */, size_t ld,
                       size_t T, size_t C);
 
-/* ---- attention.c: heads and the attention core ---- */
-/* out[b,h,n,d] = scale * (in[b*N+n, col + h*dh + d] + bias[h*dh + d]), where
- * in rows are in_stride wide (a fused qkv output is [B*N, 3*H*dh] and the
- * k part starts at col = H*dh). bias may be absent. */
-int cae_heads_split(cae_ctx *ctx, cae_buf out /* [B,H,N,dh] */,
-                    cae_buf in /* [B*N, in_stride] */, size_t in_stride,
-                    size_t col, cae_buf bias /* [H*dh] */, float scale,
-                    size_t B, size_t N, size_t H, size_t dh);
-/* din[b*N+n, col + h*dh + d] = (or +=) scale * dout[b,h,n,d];
- * dbias += scale * sum_{b,n} dout (when present) */
-int cae_heads_split_backward(cae_ctx *ctx, cae_buf din /* [B*N, in_stride] */,
-                             size_t in_stride, size_t col,
-                             cae_buf dbias /* [H*dh] */,
-                             cae_buf dout /* [B,H,N,dh] */, float scale,
-                             size_t B, size_t N, size_t H, size_t dh,
-                             int accumulate);
-/* out[b*N+n, h*dh+d] = in[b,h,n,d] */
-int cae_heads_merge(cae_ctx *ctx, cae_buf out /* [B*N, H*dh] */,
-                    cae_buf in /* [B,H,N,dh] */, size_t B, size_t N, size_t H,
-                    size_t dh);
-/* din[b,h,n,d] = dout[b*N+n, h*dh+d] */
-int cae_heads_merge_backward(cae_ctx *ctx, cae_buf din /* [B,H,N,dh] */,
-                             cae_buf dout /* [B*N, H*dh] */, size_t B,
-                             size_t N, size_t H, size_t dh);
-/* p = softmax over keys of q k^T (q already scaled); o = p v.
- * BH = batch * heads independent problems. */
-int cae_attention_forward(cae_ctx *ctx, cae_buf o /* [BH,Nq,dh] */,
-                          cae_buf p /* [BH,Nq,Nk] */, cae_buf q /* [BH,Nq,dh] */,
-                          cae_buf k /* [BH,Nk,dh] */, cae_buf v /* [BH,Nk,dh] */,
-                          size_t BH, size_t Nq, size_t Nk, size_t dh);
-/* dq, dk, dv overwritten; dp is scratch [BH,Nq,Nk] */
-int cae_attention_backward(cae_ctx *ctx, cae_buf dq /* [BH,Nq,dh] */,
-                           cae_buf dk /* [BH,Nk,dh] */,
-                           cae_buf dv /* [BH,Nk,dh] */,
-                           cae_buf dp /* [BH,Nq,Nk] */,
-                           cae_buf dout /* [BH,Nq,dh] */,
-                           cae_buf p /* [BH,Nq,Nk] */,
-                           cae_buf q /* [BH,Nq,dh] */,
-                           cae_buf k /* [BH,Nk,dh] */,
-                           cae_buf v /* [BH,Nk,dh] */, size_t BH, size_t Nq,
-                           size_t Nk, size_t dh);
-
 /* ---- mha.c: multi-head attention in the token layout ----
  * Tensors stay as the linears write them: row b*N + n, head h in columns
  * h*dh .. h*dh+dh-1 of a row ld elements wide (so q, k and v can be column
