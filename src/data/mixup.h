@@ -32,6 +32,11 @@ typedef struct {
     int yl, yh, xl, xh;
 } cae_mixup_params;
 
+/* timm's rand_bbox (margin 0) for a given center, then correct_lam:
+ * cut = int(S sqrt(1 - lam)), rows clip(cy -+ cut // 2), columns likewise;
+ * p->lam = 1 - box area / S^2, use_cutmix = 1. */
+void cae_cutmix_box(int S, double lam, int cy, int cx, cae_mixup_params *p);
+
 void cae_mixup_draw(const cae_mixup_cfg *cfg, uint64_t seed, int S, cae_mixup_params *p);
 
 /* Mix with given parameters (images [B,3,S,S] in place, targets [B,K]). */

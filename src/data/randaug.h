@@ -76,6 +76,19 @@ double cae_randaug_level(cae_ra_op op, int increasing, double magnitude, int neg
 int cae_randaug_op(cae_ra_op op, double arg, cae_filter interp, const unsigned char fill[3],
                    unsigned char *rgb, int w, int h, unsigned char *scratch);
 
+/* The random part of RandAugment: for each of num_layers rounds, the op,
+ * whether it applies, its clipped magnitude and sign, and its argument. */
+typedef struct {
+    cae_ra_op op;
+    int applied;
+    double magnitude;
+    int negate;
+    double arg;
+} cae_randaug_step;
+
+/* Fills steps[0 .. cfg->num_layers - 1] (at most 128 rounds). */
+int cae_randaug_draw(const cae_randaug_cfg *cfg, cae_rng *r, cae_randaug_step *steps);
+
 /* The whole RandAugment on a w x h RGB image in place, drawing from r. */
 int cae_randaug_apply_rng(const cae_randaug_cfg *cfg, cae_rng *r, unsigned char *rgb, int w,
                           int h, unsigned char *scratch);
