@@ -238,14 +238,14 @@ START_TEST(test_randaug_draw_stats)
 {
     cae_randaug_cfg c;
     cae_randaug_step st[4];
-    long ops[CAE_RA_NUM_OPS] = {0}, applied = 0, rounds = 0, signed_n = 0, neg = 0;
+    long ops[CAE_RA_NUM_OPS] = {0}, applied = 0, rounds = 0, signed_n = 0, neg = 0, bad = 0;
     double sum = 0, sum2 = 0, maxm = 0, minm = 100;
     const long N = 60000;
     cae_rng r;
     ck_assert_int_eq(cae_randaug_parse("rand-m9-mstd0.5-inc1", &c), 0);
     cae_rng_seed(&r, 7);
     for (long i = 0; i < N; i++) {
-        ck_assert_int_eq(cae_randaug_draw(&c, &r, st), 0);
+        bad += cae_randaug_draw(&c, &r, st) != 0;
         for (int k = 0; k < 2; k++) {
             rounds++;
             ops[st[k].op]++;
@@ -260,13 +260,13 @@ START_TEST(test_randaug_draw_stats)
                 st[k].op == CAE_RA_SHEAR_X) {
                 signed_n++;
                 neg += st[k].negate;
-                ck_assert(st[k].negate ? st[k].arg < 1e-12 || st[k].op == CAE_RA_COLOR
-                                       : st[k].arg >= 0);
+                bad += !(st[k].negate ? st[k].arg < 1e-12 || st[k].op == CAE_RA_COLOR
+                                      : st[k].arg >= 0);
             }
-            ck_assert(st[k].arg == cae_randaug_level(st[k].op, 1, st[k].magnitude,
-                                                     st[k].negate));
+            bad += st[k].arg != cae_randaug_level(st[k].op, 1, st[k].magnitude, st[k].negate);
         }
     }
+    ck_assert_int_eq(bad, 0);
     for (int op = 0; op < CAE_RA_NUM_OPS; op++) /* 1/15 each: sd 0.001 */
         ck_assert_msg(fabs((double)ops[op] / rounds - 1.0 / 15) < 0.005, "op %s: %g",
                       op_name[op], (double)ops[op] / rounds);
@@ -282,10 +282,11 @@ START_TEST(test_randaug_draw_stats)
     ck_assert_int_eq(cae_randaug_parse("rand-m8-mstd101-n1-p1", &c), 0);
     sum = 0;
     for (long i = 0; i < N; i++) {
-        ck_assert_int_eq(cae_randaug_draw(&c, &r, st), 0);
-        ck_assert(st[0].applied && st[0].magnitude >= 0 && st[0].magnitude <= 8);
+        bad += cae_randaug_draw(&c, &r, st) != 0;
+        bad += !(st[0].applied && st[0].magnitude >= 0 && st[0].magnitude <= 8);
         sum += st[0].magnitude;
     }
+    ck_assert_int_eq(bad, 0);
     ck_assert(fabs(sum / N - 4.0) < 0.05);
     /* no noise: the magnitude itself */
     ck_assert_int_eq(cae_randaug_parse("rand-m12-n1-p1", &c), 0);
@@ -332,17 +333,18 @@ START_TEST(test_randaug_policy)
                               b);
     }
     const int N = 6000;
+    int nbad = 0;
     for (int i = 0; i < N; i++) {
         uint64_t state = (uint64_t)i * 977 + 5;
         int hit = NC;
         memcpy(got, img, sizeof img);
-        ck_assert_int_eq(cae_randaug_apply(&c, &state, got, W, H, scratch), 0);
+        nbad += cae_randaug_apply(&c, &state, got, W, H, scratch) != 0;
         for (int k = 0; k < NC; k++)
             if (valid[k] && memcmp(got, cand[k], sizeof img) == 0)
                 hit = k;
-        ck_assert_msg(hit < NC, "seed %d: output is no single-op result", i);
         count[hit]++;
     }
+    ck_assert_msg(nbad == 0 && count[NC] == 0, "%d outputs are no single-op result", count[NC]);
     for (int op = 0; op < CAE_RA_NUM_OPS; op++) {
         int k = op * 2;
         double f = (double)(count[k] + count[k + 1]) / N;
@@ -359,17 +361,19 @@ START_TEST(test_randaug_policy)
     for (int i = 0; i < 200; i++) {
         uint64_t state = (uint64_t)i;
         memcpy(got, img, sizeof img);
-        ck_assert_int_eq(cae_randaug_apply(&c, &state, got, W, H, scratch), 0);
-        ck_assert(memcmp(got, img, sizeof img) == 0);
+        nbad += cae_randaug_apply(&c, &state, got, W, H, scratch) != 0;
+        nbad += memcmp(got, img, sizeof img) != 0;
     }
+    ck_assert_int_eq(nbad, 0);
     ck_assert_int_eq(cae_randaug_parse("rand-m9-n1-inc1", &c), 0);
     for (int i = 0; i < 4000; i++) {
         uint64_t state = (uint64_t)i, before = state;
         memcpy(got, img, sizeof img);
-        ck_assert_int_eq(cae_randaug_apply(&c, &state, got, W, H, scratch), 0);
-        ck_assert(state != before); /* the state advances */
+        nbad += cae_randaug_apply(&c, &state, got, W, H, scratch) != 0;
+        nbad += state == before; /* the state advances */
         same += memcmp(got, img, sizeof img) == 0;
     }
+    ck_assert_int_eq(nbad, 0);
     ck_assert_msg(fabs(same / 4000.0 - 0.5) < 0.04, "unchanged %d of 4000", same);
 
     /* Pillow's transform refuses other filters: so do the geometric ops */
@@ -386,7 +390,7 @@ START_TEST(test_random_erasing)
     enum { S = 64 };
     static float v[3 * S * S];
     int boxes[4][4];
-    long erased = 0, trials = 20000, inside = 0;
+    long erased = 0, trials = 20000, inside = 0, bad = 0, bad_area = 0, bad_aspect = 0;
     double asum = 0, vsum = 0, vsum2 = 0;
     cae_rng r;
     cae_rng_seed(&r, 11);
@@ -396,19 +400,17 @@ START_TEST(test_random_erasing)
         ck_assert(nb == 0 || nb == 1);
         if (nb == 0) {
             for (int i = 0; i < 3 * S * S; i++)
-                ck_assert(v[i] == 0.0f);
+                bad += v[i] != 0.0f;
             continue;
         }
         erased++;
         int top = boxes[0][0], left = boxes[0][1], bh = boxes[0][2], bw = boxes[0][3];
-        ck_assert(top >= 0 && left >= 0 && bh < S && bw < S && top + bh <= S &&
-                  left + bw <= S);
+        bad += !(top >= 0 && left >= 0 && bh < S && bw < S && top + bh <= S && left + bw <= S);
         double area = (double)bh * bw / (S * S);
         /* area in [0.02, 1/3] up to the rounding of both sides */
-        ck_assert_msg(area >= 0.02 * 0.7 && area <= 1.0 / 3.0 * 1.2, "area %g", area);
+        bad_area += !(area >= 0.02 * 0.7 && area <= 1.0 / 3.0 * 1.2);
         if (bh >= 8 && bw >= 8) /* aspect within [0.3, 3.3] up to rounding */
-            ck_assert_msg((double)bh / bw > 0.3 * 0.85 && (double)bh / bw < 1 / 0.3 * 1.15,
-                          "aspect %d/%d", bh, bw);
+            bad_aspect += !((double)bh / bw > 0.3 * 0.85 && (double)bh / bw < 1 / 0.3 * 1.15);
         asum += area;
         for (int c = 0; c < 3; c++)
             for (int y = 0; y < S; y++)
@@ -416,7 +418,7 @@ START_TEST(test_random_erasing)
                     float val = v[c * S * S + y * S + x];
                     int in = y >= top && y < top + bh && x >= left && x < left + bw;
                     if (!in)
-                        ck_assert_msg(val == 0.0f, "changed outside the box");
+                        bad += val != 0.0f; /* changed outside the box */
                     else {
                         inside++;
                         vsum += val;
@@ -424,6 +426,9 @@ START_TEST(test_random_erasing)
                     }
                 }
     }
+    ck_assert_msg(bad == 0, "%ld values changed outside the boxes or boxes outside", bad);
+    ck_assert_msg(bad_area == 0 && bad_aspect == 0, "%ld areas, %ld aspects out of range",
+                  bad_area, bad_aspect);
     ck_assert_msg(fabs((double)erased / trials - 0.25) < 0.015, "erased %ld", erased);
     /* mean area of uniform(0.02, 1/3), slightly lowered by the rejected big, thin boxes */
     ck_assert_msg(asum / erased > 0.15 && asum / erased < 0.18, "mean area %g", asum / erased);
@@ -473,8 +478,10 @@ START_TEST(test_train_transform)
     ck_assert_int_ne(memcmp(a, b, sizeof a), 0);
     ck_assert_int_eq(cae_cls_train_transform(&c, &img, 42, s, b), 0);
     ck_assert_int_eq(memcmp(a, b, sizeof a), 0);
+    int nonfinite = 0;
     for (int i = 0; i < 3 * S * S; i++)
-        ck_assert(isfinite(a[i]));
+        nonfinite += !isfinite(a[i]);
+    ck_assert_int_eq(nonfinite, 0);
     /* flip: the crop is drawn first, so hflip 1 mirrors hflip 0's view */
     c.aa.num_layers = 0;
     c.color_jitter = 0;
@@ -484,10 +491,12 @@ START_TEST(test_train_transform)
         ck_assert_int_eq(cae_cls_train_transform(&c, &img, seed, s, a), 0);
         c.hflip = 1;
         ck_assert_int_eq(cae_cls_train_transform(&c, &img, seed, s, b), 0);
+        int diff = 0;
         for (int ch = 0; ch < 3; ch++)
             for (int y = 0; y < S; y++)
                 for (int x = 0; x < S; x++)
-                    ck_assert(a[(ch * S + y) * S + x] == b[(ch * S + y) * S + S - 1 - x]);
+                    diff += a[(ch * S + y) * S + x] != b[(ch * S + y) * S + S - 1 - x];
+        ck_assert_msg(diff == 0, "seed %d: hflip 1 is not the mirror of hflip 0", (int)seed);
     }
     /* hflip 0.5: about half mirrored */
     c.hflip = 0.5;
@@ -500,8 +509,10 @@ START_TEST(test_train_transform)
     }
     ck_assert_msg(mirrored > 160 && mirrored < 240, "mirrored %d of 400", mirrored);
     /* values: normalized bytes, (0 - 0.5) / 0.5 .. (1 - 0.5) / 0.5 */
+    int outside = 0;
     for (int i = 0; i < 3 * S * S; i++)
-        ck_assert(a[i] >= -1.0f && a[i] <= 1.0f);
+        outside += !(a[i] >= -1.0f && a[i] <= 1.0f);
+    ck_assert_int_eq(outside, 0);
     /* refusals */
     cae_cls_train_cfg_default(&c);
     c.interp = CAE_FILTER_LANCZOS;
@@ -534,6 +545,7 @@ START_TEST(test_small_input)
     unsigned char px[S * S * 3];
     long seen[9][9] = {{0}};
     const int N = 4000;
+    int notcrop = 0;
     ck_assert_int_eq(cae_image_reserve(&img, S, S), 0);
     for (int i = 0; i < S * S; i++) { /* every pixel distinct, none black */
         img.rgb[i * 3] = (unsigned char)(1 + i % 250);
@@ -548,7 +560,8 @@ START_TEST(test_small_input)
     c.hflip = 0;
     for (int t = 0; t < N; t++) {
         int found = 0;
-        ck_assert_int_eq(cae_cls_train_transform(&c, &img, (uint64_t)t, s, v), 0);
+        if (cae_cls_train_transform(&c, &img, (uint64_t)t, s, v) != 0)
+            break;
         for (int i = 0; i < S * S; i++)
             for (int ch = 0; ch < 3; ch++)
                 px[i * 3 + ch] = (unsigned char)lrint((v[ch * S * S + i] * 0.5f + 0.5f) * 255.0f);
@@ -569,8 +582,10 @@ START_TEST(test_small_input)
                     seen[dy + 4][dx + 4]++;
                 }
             }
-        ck_assert_msg(found, "seed %d: not a padded crop", t);
+        if (!found)
+            notcrop++;
     }
+    ck_assert_msg(notcrop == 0, "%d views are no padded crop", notcrop);
     for (int a = 0; a < 9; a++)
         for (int b = 0; b < 9; b++)
             ck_assert_msg(fabs(seen[a][b] / (double)N - 1.0 / 81) < 0.008, "offset %d,%d: %ld",
@@ -581,7 +596,8 @@ START_TEST(test_small_input)
     /* evaluation: crop_pct 0 = ToTensor + Normalize only */
     ck_assert_int_eq(cae_cls_eval_transform(S, 0, CAE_FILTER_BICUBIC, 1, &img, s, v), 0);
     for (int i = 0; i < S * S; i++)
-        ck_assert(v[i] == ((float)img.rgb[i * 3] / 255.0f - 0.485f) / 0.229f);
+        notcrop += v[i] != ((float)img.rgb[i * 3] / 255.0f - 0.485f) / 0.229f;
+    ck_assert_int_eq(notcrop, 0);
     ck_assert_int_eq(cae_cls_eval_transform(24, 0, CAE_FILTER_BICUBIC, 1, &img, s, v), -1);
     cae_image_free(&img);
     cae_augment_scratch_free(s);
@@ -679,16 +695,17 @@ START_TEST(test_mixup_draws)
     const int N = 40000;
     cae_mixup_params p;
     double sum = 0, sum2 = 0;
-    int cut = 0, none = 0;
+    int cut = 0, none = 0, nbad = 0;
     /* mixup only, alpha 0.8: Beta(0.8, 0.8), mean 1/2, variance 1 / (4 (2a + 1)) */
     cae_mixup_cfg c = {0.8, 0, 1.0, 0.5, 0.1, 10};
     for (int i = 0; i < N; i++) {
         cae_mixup_draw(&c, (uint64_t)i, 16, &p);
-        ck_assert(p.lam >= 0 && p.lam <= 1 && !p.use_cutmix);
+        nbad += !(p.lam >= 0 && p.lam <= 1 && !p.use_cutmix);
         sum += p.lam;
         sum2 += p.lam * p.lam;
     }
     double mean = sum / N, var = sum2 / N - mean * mean;
+    ck_assert_int_eq(nbad, 0);
     ck_assert_msg(fabs(mean - 0.5) < 0.006, "mean %g", mean);
     ck_assert_msg(fabs(var - 1.0 / (4 * 2.6)) < 0.003, "var %g", var);
     /* alpha 2: variance 1 / 20 (the a >= 1 gamma path) */
@@ -714,11 +731,12 @@ START_TEST(test_mixup_draws)
         }
         if (p.use_cutmix) {
             cut++;
-            ck_assert(0 <= p.yl && p.yl <= p.yh && p.yh <= 16 && 0 <= p.xl && p.xl <= p.xh &&
+            nbad += !(0 <= p.yl && p.yl <= p.yh && p.yh <= 16 && 0 <= p.xl && p.xl <= p.xh &&
                       p.xh <= 16);
-            ck_assert(p.lam == 1.0 - (double)((p.yh - p.yl) * (p.xh - p.xl)) / 256.0);
+            nbad += p.lam != 1.0 - (double)((p.yh - p.yl) * (p.xh - p.xl)) / 256.0;
         }
     }
+    ck_assert_int_eq(nbad, 0);
     ck_assert_msg(fabs((double)none / N - 0.5) < 0.015, "unmixed %d", none);
     ck_assert_msg(fabs((double)cut / N - 0.25) < 0.015, "cutmix %d", cut);
     /* off: lam 1, targets smoothed one-hot, images untouched */

@@ -146,10 +146,32 @@ def images(rng):
     return [noise, edges, low]
 
 
+def sweep_cases(img_arr, k, rng, n):
+    """Random ops, magnitudes, signs and filters (the rotation's rounded
+    matrix and the filters' edges at many angles and offsets)."""
+    img = Image.fromarray(img_arr, "RGB")
+    params, outs = [], []
+    for c in range(n):
+        op_id = int(rng.integers(0, len(OPS)))
+        name, fn = OPS[op_id]
+        m = float(np.round(rng.uniform(0, 10), 6))
+        inc = int(rng.integers(0, 2))
+        negate = int(rng.integers(0, 2)) if is_signed(name, inc) else 0
+        interp = [BILINEAR, BICUBIC][int(rng.integers(0, 2))]
+        fill_idx = c % 2
+        arg = level_to_arg(name, m, inc, negate)
+        kw = dict(fillcolor=FILLS[fill_idx], resample=interp)
+        out = fn(img, arg, **kw) if arg is not None else fn(img, **kw)
+        params.append([op_id, m, inc, negate, CAE_FILTER[interp], fill_idx,
+                       0.0 if arg is None else float(arg), 0.0])
+        outs.append(np.asarray(out.convert("RGB"), dtype=np.uint8))
+    return np.array(params, dtype=np.float64), np.stack(outs)
+
+
 def op_cases(img_arr, k):
     img = Image.fromarray(img_arr, "RGB")
     params, outs = [], []
-    mags = [0.0, 2.7, 5.0, 9.0, 10.0]
+    mags = [0.0, 2.7, 9.0, 10.0]
     for op_id, (name, fn) in enumerate(OPS):
         if name in ("AutoContrast", "Equalize", "Invert"):
             settings = [(0.0, 0, 0)]
@@ -279,6 +301,17 @@ def main():
         t["ops.%d.params" % k] = params
         t["ops.%d.out" % k] = outs
         total += len(params)
+    # a bigger, smooth-and-noisy image for random settings
+    k = len(imgs)
+    y, x = np.mgrid[0:18, 0:24]
+    big = np.clip(np.stack([x * 10, y * 14, (x * y) % 256], axis=-1)
+                  + rng.integers(-20, 21, (18, 24, 3)), 0, 255).astype(np.uint8)
+    t["image.%d" % k] = big
+    params, outs = sweep_cases(big, k, rng, 40)
+    t["ops.%d.params" % k] = params
+    t["ops.%d.out" % k] = outs
+    total += len(params)
+    imgs.append(big)
     # evaluation: odd and even centre offsets (Python's round is half to even)
     big = [rng.integers(0, 256, (36, 50, 3), dtype=np.uint8),
            rng.integers(0, 256, (41, 27, 3), dtype=np.uint8),
