@@ -51,7 +51,7 @@ bad:
 
 int cae_randaug_parse(const char *spec, cae_randaug_cfg *cfg)
 {
-    char buf[256], *sec, *save = NULL;
+    char buf[256], *sec, *next;
     int first = 1;
     ra_defaults(cfg);
     if (spec == NULL || *spec == '\0' || strcmp(spec, "none") == 0) {
@@ -63,10 +63,16 @@ int cae_randaug_parse(const char *spec, cae_randaug_cfg *cfg)
         return -1;
     }
     strcpy(buf, spec);
-    for (sec = strtok_r(buf, "-", &save); sec != NULL; sec = strtok_r(NULL, "-", &save)) {
+    /* sections between dashes; empty ones are skipped, as timm skips them */
+    for (sec = buf; sec != NULL; sec = next) {
         size_t klen = 0;
         char key[16];
         double v;
+        next = strchr(sec, '-');
+        if (next != NULL)
+            *next++ = '\0';
+        if (*sec == '\0' && !first)
+            continue;
         if (first) {
             first = 0;
             if (strcmp(sec, "rand") != 0) {
@@ -121,10 +127,6 @@ int cae_randaug_parse(const char *spec, cae_randaug_cfg *cfg)
                        sec);
             return -1;
         }
-    }
-    if (first) {
-        cae_errorf("--aa %s: expected 'rand-...'", spec);
-        return -1;
     }
     return 0;
 }
