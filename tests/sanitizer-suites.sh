@@ -10,7 +10,7 @@ set -eu
 [ $# -eq 2 ] || { echo "usage: $0 SRC BUILD" >&2; exit 2; }
 src=$(cd "$1" && pwd)
 build=$2
-suites="tests/test_safetensors tests/test_data tests/test_augment tests/test_checkpoint tests/test_optim"
+suites="tests/test_safetensors tests/test_data tests/test_augment tests/test_cls_augment tests/test_checkpoint tests/test_optim"
 scripts="tests/bad-inputs.sh"
 
 rm -rf "$build"
