@@ -31,9 +31,7 @@
 typedef struct {
     cae_decoder *dec;
     cae_image img;
-    unsigned char *work;
-    size_t work_size;
-    cae_augment_scratch *aug;
+    cae_augment_scratch *aug; /* both transforms' scratch */
 } cae_probe_loader;
 
 int cae_probe_loader_init(cae_probe_loader *l);

@@ -1,8 +1,9 @@
-/* probe_data.c: the probes' images: the evaluation transform, the training
- * augmentation, and features of whole splits or augmented batches through
+/* probe_data.c: the probes' images: the evaluation transform
+ * (src/data/cls_transform.h), the training augmentation, and features of whole splits or augmented batches through
  * the frozen encoder (see probe.h). */
 #include "probe.h"
 
+#include "data/cls_transform.h"
 #include "errors.h"
 #include "train_log.h"
 
@@ -25,7 +26,6 @@ int cae_probe_loader_init(cae_probe_loader *l)
 
 void cae_probe_loader_free(cae_probe_loader *l)
 {
-    free(l->work);
     cae_image_free(&l->img);
     if (l->dec)
         cae_decoder_free(l->dec);
@@ -44,59 +44,6 @@ int cae_probe_train_augment(cae_augment_cfg *aug, int input_size, int imagenet_m
     aug->second_interp = CAE_FILTER_BICUBIC;
     aug->imagenet_mean_std = imagenet_mean_std;
     return cae_augment_check(aug);
-}
-
-static const float inet_mean[3] = {0.485f, 0.456f, 0.406f};
-static const float inet_std[3] = {0.229f, 0.224f, 0.225f};
-
-static void normalize(const unsigned char *px, int S, int imagenet, float *view)
-{
-    for (int c = 0; c < 3; c++) {
-        float m = imagenet ? inet_mean[c] : 0.5f, s = imagenet ? inet_std[c] : 0.5f;
-        for (int i = 0; i < S * S; i++)
-            view[(size_t)c * S * S + i] = ((float)px[i * 3 + c] / 255.0f - m) / s;
-    }
-}
-
-/* Resize (shorter side to int(S / 0.875), bicubic, as torchvision's Resize
- * on a PIL image) and center crop S: the official evaluation transform.
- * *work grows as needed. */
-static int eval_transform(const cae_image *img, int S, int imagenet, unsigned char **work,
-                          size_t *work_size, float *view)
-{
-    int size = (int)((double)S / 0.875), ow, oh, top, left;
-    double box[4] = {0, 0, img->width, img->height};
-    unsigned char *crop;
-    size_t need;
-    if (img->width <= img->height) {
-        ow = size;
-        oh = (int)((double)size * img->height / img->width);
-    } else {
-        oh = size;
-        ow = (int)((double)size * img->width / img->height);
-    }
-    if (ow < S || oh < S || ow > 65536 || oh > 65536) {
-        cae_errorf("image of %dx%d: cannot resize for evaluation", img->width, img->height);
-        return -1;
-    }
-    need = (size_t)ow * oh * 3 + (size_t)S * S * 3;
-    if (need > *work_size) {
-        unsigned char *w = realloc(*work, need);
-        if (!w) {
-            cae_errorf("out of host memory");
-            return -1;
-        }
-        *work = w;
-        *work_size = need;
-    }
-    CAE_TRY(cae_resize(img, box, ow, oh, CAE_FILTER_BICUBIC, *work));
-    top = (int)lround((oh - S) / 2.0);
-    left = (int)lround((ow - S) / 2.0);
-    crop = *work + (size_t)ow * oh * 3;
-    for (int r = 0; r < S; r++)
-        memcpy(crop + (size_t)r * S * 3, *work + ((size_t)(top + r) * ow + left) * 3, (size_t)S * 3);
-    normalize(crop, S, imagenet, view);
-    return 0;
 }
 
 /* Load image idx (eval transform, or with aug the training transform from
@@ -118,8 +65,10 @@ static int load_one(cae_probe *p, const cae_dataset *ds, size_t idx, const cae_a
     }
     if (aug)
         return cae_augment(aug, &l->img, seed, l->aug, view, NULL);
-    return eval_transform(&l->img, (int)p->S, p->a.imagenet_default_mean_and_std, &l->work,
-                          &l->work_size, view);
+    /* the official evaluation transform: the shorter side resized to
+     * int(S / 0.875) (bicubic), a center crop of S */
+    return cae_cls_eval_transform((int)p->S, 0.875, CAE_FILTER_BICUBIC,
+                                  p->a.imagenet_default_mean_and_std, &l->img, l->aug, view);
 }
 
 int cae_probe_extract(cae_probe *p, const cae_dataset *ds, int shard, float *feat,
