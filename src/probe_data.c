@@ -7,7 +7,6 @@
 #include "errors.h"
 #include "train_log.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
