@@ -161,6 +161,11 @@ static inline cae_buf cae_model_masked_idx(const cae_model *m)
 /* Drop-path scales for this step from (seed, step); without a call, or with
  * --drop_path 0, drop path is off. */
 int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step);
+/* The per-sample scales themselves (0 or 1/(1-rate)), reproducible from
+ * (seed, step): layout [stack][block][branch][sample] over n_stacks stacks
+ * of depths[] blocks, rate linear from 0 to drop_path within each stack. */
+void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, double drop_path,
+                        uint64_t seed, uint64_t step);
 
 /* Forward, loss and backward: gradients of every trainable tensor are
  * written to m->grads (zeroed first); the loss terms are read back. */
