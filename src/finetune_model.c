@@ -69,32 +69,6 @@ static int build_table(cae_param_table *t, const cae_config *cfg, size_t K, size
 
 /* ---------------------------------------------------------------- views */
 
-void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
-                    const char *prefix)
-{
-    char n[CAE_PARAM_NAME_MAX + 32];
-#define V(s) (snprintf(n, sizeof n, "%s.%s", prefix, s), cae_params_view(t, a, n))
-#define VO(s) (snprintf(n, sizeof n, "%s.%s", prefix, s), \
-               cae_params_find(t, n) ? cae_params_view(t, a, n) : cae_buf_null())
-    b->norm1.w = V("norm1.weight");
-    b->norm1.b = V("norm1.bias");
-    b->norm2.w = V("norm2.weight");
-    b->norm2.b = V("norm2.bias");
-    b->qkv_w = V("attn.qkv.weight");
-    b->q_bias = V("attn.q_bias");
-    b->v_bias = V("attn.v_bias");
-    b->proj.w = V("attn.proj.weight");
-    b->proj.b = V("attn.proj.bias");
-    b->fc1.w = V("mlp.fc1.weight");
-    b->fc1.b = V("mlp.fc1.bias");
-    b->fc2.w = V("mlp.fc2.weight");
-    b->fc2.b = V("mlp.fc2.bias");
-    b->gamma1 = VO("gamma_1");
-    b->gamma2 = VO("gamma_2");
-#undef V
-#undef VO
-}
-
 static int weights_view(cae_ft_model *m, const cae_arena *a, cae_ft_weights *w)
 {
     const cae_param_table *t = &m->table;

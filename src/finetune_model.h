@@ -51,11 +51,6 @@ typedef struct {
     int use_drop_path;
 } cae_ft_model;
 
-/* Views of a self-attention block's tensors prefix.norm1.weight, ... in an
- * arena laid out by t (gamma_1/gamma_2 absent without layer scale). */
-void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
-                    const char *prefix);
-
 /* Plan a model of cfg's encoder with a K-class head for batches of up to
  * `batch` images. cfg must be finished (cae_config_finish). */
 int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, size_t batch);

@@ -177,6 +177,10 @@ int cae_model_step_begin(cae_model *m);
 int cae_model_step_end(cae_model *m, cae_losses *out);
 
 /* ---- blocks.c ---- */
+/* Views of a self-attention block's tensors <prefix>.norm1.weight, ... in
+ * an arena laid out by t (gamma_1/gamma_2 absent without layer scale). */
+void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
+                    const char *prefix);
 int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae_buf x_out,
                       cae_buf x_in, const cae_block_dims *d, cae_buf drop1, cae_buf drop2);
 /* dx holds d(out) on entry and d(in) on return (the residual stream) */

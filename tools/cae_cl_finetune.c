@@ -534,6 +534,12 @@ static int run(tuner *t)
                 goto out;
             }
             loss_sum += loss;
+            if ((s + 1) % 50 == 0 || s + 1 == steps) {
+                printf("Epoch: [%llu] [%zu/%zu] loss %.4f (mean %.4f) lr %.6g | %.1f s\n",
+                       (unsigned long long)epoch, s + 1, steps, loss,
+                       loss_sum / (double)(s + 1 - first), lr, (cae_now_ms() - t0) / 1e3);
+                fflush(stdout);
+            }
         }
         steps_run = steps - first;
         if (evaluate(t, &ls, &ev) != 0)
