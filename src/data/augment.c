@@ -22,12 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct cae_augment_scratch {
-    unsigned char *crop, *out1, *out2; /* flipped/jittered crop; the two resized views */
-    size_t cap_crop, cap_out1, cap_out2;
-    cae_resize_work work;
-};
-
 cae_augment_scratch *cae_augment_scratch_new(void)
 {
     cae_augment_scratch *s = calloc(1, sizeof *s);
@@ -43,11 +37,12 @@ void cae_augment_scratch_free(cae_augment_scratch *s)
     free(s->crop);
     free(s->out1);
     free(s->out2);
+    free(s->aux);
     cae_resize_work_free(&s->work);
     free(s);
 }
 
-static int aug_grow(unsigned char **p, size_t *cap, size_t n)
+int cae_augment_grow(unsigned char **p, size_t *cap, size_t n)
 {
     unsigned char *q;
     if (n <= *cap)
@@ -66,7 +61,7 @@ static int aug_grow(unsigned char **p, size_t *cap, size_t n)
 
 /* ImagingBlend: in1 + alpha * (in2 - in1) in single precision, truncated
  * to 8 bits; clipped only when extrapolating (alpha outside [0, 1]). */
-static unsigned char jt_blend(int in1, int in2, float alpha)
+unsigned char cae_pil_blend(int in1, int in2, float alpha)
 {
     float t = (float)in1 + alpha * (float)(in2 - in1);
     if (alpha >= 0 && alpha <= 1.0f)
@@ -79,7 +74,7 @@ static unsigned char jt_blend(int in1, int in2, float alpha)
 }
 
 /* Pillow's RGB -> L: ITU-R 601-2 luma in 16-bit fixed point, rounded. */
-static int jt_luma(const unsigned char p[3])
+int cae_pil_luma(const unsigned char p[3])
 {
     return (p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16;
 }
@@ -95,11 +90,11 @@ static void jt_op(int op, float f, int contrast_mean, unsigned char p[3])
         base = contrast_mean;
         break;
     default:
-        base = jt_luma(p);
+        base = cae_pil_luma(p);
         break;
     }
     for (int c = 0; c < 3; c++)
-        p[c] = jt_blend(base, p[c], f);
+        p[c] = cae_pil_blend(base, p[c], f);
 }
 
 int cae_jitter_contrast_mean(const cae_jitter *j, const unsigned char *rgb, int w, int h,
@@ -116,7 +111,7 @@ int cae_jitter_contrast_mean(const cae_jitter *j, const unsigned char *rgb, int 
             unsigned char p[3] = {row[x * 3], row[x * 3 + 1], row[x * 3 + 2]};
             for (int k = 0; k < before && k < 3; k++)
                 jt_op(j->order[k], j->factor[j->order[k]], 0, p);
-            sum += (uint64_t)jt_luma(p);
+            sum += (uint64_t)cae_pil_luma(p);
         }
     }
     /* ImageStat's mean (exact sum / count in double), then int(mean + 0.5) */
@@ -139,11 +134,9 @@ void cae_jitter_image(const cae_jitter *j, unsigned char *rgb, int w, int h)
 
 /* ---- the plan ---- */
 
-/* torchvision's RandomResizedCrop.get_params, ratio (3/4, 4/3). */
-static void aug_crop_params(cae_rng *r, int W, int H, double smin, double smax,
-                            cae_augment_plan *p)
+void cae_rrc_params(cae_rng *r, int W, int H, double smin, double smax, double rmin,
+                    double rmax, cae_augment_plan *p)
 {
-    const double rmin = 3.0 / 4.0, rmax = 4.0 / 3.0;
     double area = (double)W * (double)H;
     double in_ratio = (double)W / (double)H;
     for (int attempt = 0; attempt < 10; attempt++) {
@@ -175,6 +168,25 @@ static void aug_crop_params(cae_rng *r, int W, int H, double smin, double smax,
     p->jx = (W - p->w) / 2;
 }
 
+void cae_jitter_draw(cae_rng *r, double cj, cae_jitter *j)
+{
+    double lo = 1.0 - cj, hi = 1.0 + cj;
+    int *ord = j->order;
+    ord[0] = CAE_JITTER_BRIGHTNESS;
+    ord[1] = CAE_JITTER_CONTRAST;
+    ord[2] = CAE_JITTER_SATURATION;
+    for (int k = 2; k > 0; k--) { /* Fisher-Yates */
+        int m = (int)cae_rng_int(r, 0, k), t = ord[k];
+        ord[k] = ord[m];
+        ord[m] = t;
+    }
+    if (lo < 0)
+        lo = 0;
+    /* torchvision draws the factors in float */
+    for (int op = 0; op < 3; op++)
+        j->factor[op] = (float)cae_rng_range(r, lo, hi);
+}
+
 void cae_augment_plan_make(const cae_augment_cfg *cfg, int width, int height, uint64_t rng_seed,
                            cae_augment_plan *p)
 {
@@ -182,25 +194,11 @@ void cae_augment_plan_make(const cae_augment_cfg *cfg, int width, int height, ui
     cae_rng_seed(&r, rng_seed);
     memset(p, 0, sizeof *p);
     if (cfg->color_jitter > 0) {
-        double lo = 1.0 - cfg->color_jitter, hi = 1.0 + cfg->color_jitter;
-        int *ord = p->j.order;
         p->jitter = 1;
-        ord[0] = CAE_JITTER_BRIGHTNESS;
-        ord[1] = CAE_JITTER_CONTRAST;
-        ord[2] = CAE_JITTER_SATURATION;
-        for (int k = 2; k > 0; k--) { /* Fisher-Yates */
-            int m = (int)cae_rng_int(&r, 0, k), t = ord[k];
-            ord[k] = ord[m];
-            ord[m] = t;
-        }
-        if (lo < 0)
-            lo = 0;
-        /* torchvision draws the factors in float */
-        for (int op = 0; op < 3; op++)
-            p->j.factor[op] = (float)cae_rng_range(&r, lo, hi);
+        cae_jitter_draw(&r, cfg->color_jitter, &p->j);
     }
     p->flip = cae_rng_uniform(&r) < 0.5;
-    aug_crop_params(&r, width, height, cfg->crop_min, cfg->crop_max, p);
+    cae_rrc_params(&r, width, height, cfg->crop_min, cfg->crop_max, 3.0 / 4.0, 4.0 / 3.0, p);
 }
 
 /* ---- execution ---- */
@@ -236,7 +234,7 @@ int cae_augment_check(const cae_augment_cfg *cfg)
 
 /* [S][S][3] bytes -> [3][S][S] floats: (x / 255 - mean) / std, in float
  * like ToTensor + Normalize. */
-static void aug_normalize(const unsigned char *px, int S, int imagenet, float *view)
+void cae_normalize_view(const unsigned char *px, int S, int imagenet, float *view)
 {
     static const float inet_mean[3] = {0.485f, 0.456f, 0.406f};
     static const float inet_std[3] = {0.229f, 0.224f, 0.225f};
@@ -281,7 +279,7 @@ int cae_augment_apply(const cae_augment_cfg *cfg, const cae_image *img,
         stride = img_stride;
     } else {
         int mean = p->jitter ? cae_jitter_contrast_mean(&p->j, img->rgb, W, H, img_stride) : 0;
-        CAE_TRY(aug_grow(&s->crop, &s->cap_crop, (size_t)p->w * (size_t)p->h * 3));
+        CAE_TRY(cae_augment_grow(&s->crop, &s->cap_crop, (size_t)p->w * (size_t)p->h * 3));
         for (int y = 0; y < p->h; y++) {
             const unsigned char *row = img->rgb + (size_t)(p->i + y) * img_stride;
             unsigned char *o = s->crop + (size_t)y * (size_t)p->w * 3;
@@ -302,14 +300,14 @@ int cae_augment_apply(const cae_augment_cfg *cfg, const cae_image *img,
     box[1] = 0;
     box[2] = (float)p->w;
     box[3] = (float)p->h;
-    CAE_TRY(aug_grow(&s->out1, &s->cap_out1,
+    CAE_TRY(cae_augment_grow(&s->out1, &s->cap_out1,
                      (size_t)cfg->input_size * (size_t)cfg->input_size * 3));
     CAE_TRY(cae_resize_view(src, p->w, p->h, stride, box, cfg->input_size, cfg->input_size,
                             cfg->interp, &s->work, s->out1));
-    aug_normalize(s->out1, cfg->input_size, cfg->imagenet_mean_std, view);
+    cae_normalize_view(s->out1, cfg->input_size, cfg->imagenet_mean_std, view);
     if (cfg->second_input_size > 0 && view2 != NULL) {
         int S2 = cfg->second_input_size;
-        CAE_TRY(aug_grow(&s->out2, &s->cap_out2, (size_t)S2 * (size_t)S2 * 3));
+        CAE_TRY(cae_augment_grow(&s->out2, &s->cap_out2, (size_t)S2 * (size_t)S2 * 3));
         CAE_TRY(cae_resize_view(src, p->w, p->h, stride, box, S2, S2, cfg->second_interp,
                                 &s->work, s->out2));
         aug_map_pixels(s->out2, S2, view2);

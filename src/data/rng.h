@@ -6,6 +6,7 @@
 #ifndef CAE_DATA_RNG_H
 #define CAE_DATA_RNG_H
 
+#include <math.h>
 #include <stdint.h>
 
 typedef struct {
@@ -72,6 +73,14 @@ static inline int64_t cae_rng_int(cae_rng *r, int64_t lo, int64_t hi)
         x = cae_rng_next(r);
     while (x >= limit);
     return lo + (int64_t)(x % span);
+}
+
+/* Standard normal (Box-Muller on two uniforms; 1 - u keeps the log finite).
+ * Python's random.gauss and torch's normal_ differ in stream, not law. */
+static inline double cae_rng_normal(cae_rng *r)
+{
+    double u1 = 1.0 - cae_rng_uniform(r), u2 = cae_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 #endif
