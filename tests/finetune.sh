@@ -3,7 +3,8 @@
 # ImageFolder (tests/make-probe-data.py): fine-tuning a tiny random encoder
 # must reach at least 90% top-1 on the val split with the official log
 # fields; a run stopped mid-epoch (--stop_after_steps) and auto-resumed must
-# evaluate exactly as the uninterrupted run every epoch; --eval of the last
+# evaluate exactly as the uninterrupted run every epoch (RandAugment, random
+# erasing, mixup and cutmix on, all drawn from the seed); --eval of the last
 # checkpoint must give the last epoch's accuracy and loss again; bad flags
 # are refused with one line.
 set -eu
@@ -18,7 +19,8 @@ ft() {
     "$top/cae-cl-finetune" --data_path "$tmp/data" --finetune random \
         --input_size 32 --patch_size 8 --embed_dim 32 --depth 2 --num_heads 2 \
         --batch_size 32 --epochs 4 --warmup_epochs 1 --lr 1e-2 --layer_decay 0.75 \
-        --drop_path 0.1 --smoothing 0.1 --mixup 0 --cutmix 0 --seed 1 "$@"
+        --drop_path 0.1 --smoothing 0.1 --mixup 0.8 --cutmix 1.0 --reprob 0.25 \
+        --aa rand-m9-mstd0.5-inc1 --seed 1 "$@"
 }
 
 ft --output_dir "$tmp/a" > "$tmp/a.txt" 2>&1 || { cat "$tmp/a.txt"; exit 1; }
@@ -26,6 +28,7 @@ cat "$tmp/a.txt"
 for f in train_lr train_loss test_loss test_acc1 test_acc5 epoch n_parameters; do
     grep -q "\"$f\"" "$tmp/a/log.txt" || { echo "log.txt lacks $f"; exit 1; }
 done
+grep -q 'aa rand-m9-mstd0.5-inc1, --reprob 0.25; mixup 0.8, cutmix 1' "$tmp/a.txt"
 test "$(grep -c test_acc1 "$tmp/a/metrics.jsonl")" -eq 4
 best=$(sed -n 's/.*"max_accuracy": \([0-9.]*\).*/\1/p' "$tmp/a/log.txt")
 echo "best top-1: $best"
@@ -63,5 +66,9 @@ if ft --output_dir "$tmp/x" --layer_decay 1.5 > "$tmp/err" 2>&1; then
     echo "--layer_decay 1.5 accepted"; exit 1
 fi
 grep -q -- '--layer_decay' "$tmp/err"
+if ft --output_dir "$tmp/x" --aa rand-m9-foo > "$tmp/err" 2>&1; then
+    echo "--aa rand-m9-foo accepted"; exit 1
+fi
+grep -q -- '--aa' "$tmp/err"
 test ! -e "$tmp/x/checkpoint-1.safetensors"
 echo "finetune: ok"

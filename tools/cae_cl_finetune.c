@@ -8,8 +8,11 @@
  * decay (src/layer_decay.h), weight decay except for 1-D tensors, biases
  * and cls_token; the lr (like min_lr and warmup_lr) is scaled by global
  * batch / 256 as the official script does (--blr, when given, replaces
- * --lr as that base); cosine schedule with warmup per step. Loss: soft-target
- * cross-entropy against label-smoothed one-hot targets.
+ * --lr as that base); cosine schedule with warmup per step. Data: timm's
+ * training transform (RandomResizedCrop, flip, RandAugment --aa, random
+ * erasing --reprob) and Mixup/CutMix (--mixup --cutmix --mixup_prob
+ * --mixup_switch_prob) with label smoothing (--smoothing); loss: soft-target
+ * cross-entropy.
  *
  * Every epoch: evaluation (top-1, top-5, loss on DIR/val, or Fashion-MNIST's
  * 10k test images without --data_path) with resize to input_size/0.875 and
@@ -23,6 +26,9 @@
 #include "args.h"
 #include "checkpoint.h"
 #include "data/augment.h"
+#include "data/cls_transform.h"
+#include "data/mixup.h"
+#include "data/randaug.h"
 #include "data/dataset.h"
 #include "data/rng.h"
 #include "errors.h"
@@ -58,68 +64,14 @@ typedef struct {
 
 /* ---- data ---- */
 
-static const float inet_mean[3] = {0.485f, 0.456f, 0.406f};
-static const float inet_std[3] = {0.229f, 0.224f, 0.225f};
-
-static void normalize(const unsigned char *px, int S, int imagenet, float *view)
-{
-    for (int c = 0; c < 3; c++) {
-        float m = imagenet ? inet_mean[c] : 0.5f, s = imagenet ? inet_std[c] : 0.5f;
-        for (int i = 0; i < S * S; i++)
-            view[(size_t)c * S * S + i] = ((float)px[i * 3 + c] / 255.0f - m) / s;
-    }
-}
-
-/* Resize (shorter side to int(S / 0.875), bicubic) and center crop S: the
- * official evaluation transform (as cae-cl-linear's). */
-static int eval_transform(const cae_image *img, int S, int imagenet, unsigned char **work,
-                          size_t *work_size, float *view)
-{
-    int size = (int)((double)S / 0.875), ow, oh, top, left;
-    double box[4] = {0, 0, img->width, img->height};
-    unsigned char *crop;
-    size_t need;
-    if (img->width <= img->height) {
-        ow = size;
-        oh = (int)((double)size * img->height / img->width);
-    } else {
-        oh = size;
-        ow = (int)((double)size * img->width / img->height);
-    }
-    if (ow < S || oh < S || ow > 65536 || oh > 65536) {
-        cae_errorf("image of %dx%d: cannot resize for evaluation", img->width, img->height);
-        return -1;
-    }
-    need = (size_t)ow * oh * 3 + (size_t)S * S * 3;
-    if (need > *work_size) {
-        unsigned char *w = realloc(*work, need);
-        if (!w) {
-            cae_errorf("out of host memory");
-            return -1;
-        }
-        *work = w;
-        *work_size = need;
-    }
-    CAE_TRY(cae_resize(img, box, ow, oh, CAE_FILTER_BICUBIC, *work));
-    top = (int)lround((oh - S) / 2.0);
-    left = (int)lround((ow - S) / 2.0);
-    crop = *work + (size_t)ow * oh * 3;
-    for (int r = 0; r < S; r++)
-        memcpy(crop + (size_t)r * S * 3, *work + ((size_t)(top + r) * ow + left) * 3, (size_t)S * 3);
-    normalize(crop, S, imagenet, view);
-    return 0;
-}
-
 typedef struct {
     cae_decoder *dec;
     cae_image img;
-    unsigned char *work;
-    size_t work_size;
     cae_augment_scratch *aug;
 } loader_state;
 
 static int load_one(tuner *t, loader_state *ls, const cae_dataset *ds, size_t idx,
-                    const cae_augment_cfg *aug, uint64_t seed, float *view, int32_t *label)
+                    const cae_cls_train_cfg *aug, uint64_t seed, float *view, int32_t *label)
 {
     if (cae_dataset_get(ds, idx, ls->dec, &ls->img) != 0) {
         cae_errorf("%s: image %zu cannot be used", cae_dataset_describe(ds), idx);
@@ -132,18 +84,10 @@ static int load_one(tuner *t, loader_state *ls, const cae_dataset *ds, size_t id
         return -1;
     }
     if (aug)
-        return cae_augment(aug, &ls->img, seed, ls->aug, view, NULL);
-    return eval_transform(&ls->img, (int)t->S, t->a.imagenet_default_mean_and_std, &ls->work,
-                          &ls->work_size, view);
-}
-
-/* one-hot with label smoothing, as timm: off = s/K, on = 1 - s + s/K */
-static void smooth_targets(float *targets, const int32_t *labels, size_t B, size_t K, double s)
-{
-    double off = s / (double)K, on = 1.0 - s + off;
-    for (size_t i = 0; i < B; i++)
-        for (size_t k = 0; k < K; k++)
-            targets[i * K + k] = (float)((size_t)labels[i] == k ? on : off);
+        return cae_cls_train_transform(aug, &ls->img, seed, ls->aug, view);
+    /* Resize(int(S / 0.875), bicubic) + CenterCrop(S), as the official eval */
+    return cae_cls_eval_transform((int)t->S, 0.875, CAE_FILTER_BICUBIC,
+                                  t->a.imagenet_default_mean_and_std, &ls->img, ls->aug, view);
 }
 
 /* ---- evaluation ---- */
@@ -337,11 +281,6 @@ static int setup(tuner *t)
                    a->lr, a->init_scale);
         return -1;
     }
-    if (a->mixup > 0 || a->cutmix > 0) {
-        cae_errorf("--mixup %g / --cutmix %g: mixup and cutmix are not available in this build "
-                   "(give --mixup 0 --cutmix 0)", a->mixup, a->cutmix);
-        return -1;
-    }
     a->model.pixel_target = 1;
     /* masking is pretraining's: any valid count, so the check passes */
     if (!given(argc, argv, "num_mask_patches") && a->model.patch_size > 0) {
@@ -399,7 +338,8 @@ static int run(tuner *t)
 {
     cae_args *a = &t->a;
     loader_state ls = {0};
-    cae_augment_cfg aug = {0};
+    cae_cls_train_cfg aug;
+    cae_mixup_cfg mix = {0};
     size_t n_train = cae_dataset_len(t->train), steps = n_train / t->B; /* drop_last */
     size_t *perm = NULL, view = 3 * t->S * t->S;
     cae_schedule sched = {0};
@@ -453,19 +393,30 @@ static int run(tuner *t)
                    (unsigned long long)meta.epoch, (unsigned long long)meta.step);
         }
     }
-    /* interim training transform: the pretraining RandomResizedCrop + flip
-     * (RandAugment and random erasing are not in this build) */
+    /* timm's create_transform(is_training=True) and Mixup, as the official script */
+    cae_cls_train_cfg_default(&aug);
     aug.input_size = (int)t->S;
-    aug.crop_min = a->builtin_data ? 0.5 : 0.08;
-    aug.crop_max = 1.0;
-    aug.interp = CAE_FILTER_BICUBIC;
-    aug.second_interp = CAE_FILTER_BICUBIC;
+    aug.crop_min = a->crop_min_size;
+    aug.crop_max = a->crop_max_size;
+    aug.color_jitter = a->color_jitter;
+    aug.reprob = a->reprob;
     aug.imagenet_mean_std = a->imagenet_default_mean_and_std;
-    if (cae_augment_check(&aug) != 0)
+    if (cae_filter_parse(a->train_interpolation, &aug.interp) != 0 ||
+        cae_randaug_parse(a->aa, &aug.aa) != 0 || cae_cls_train_check(&aug) != 0)
         goto out;
-    printf("training transform: RandomResizedCrop(scale %.2f-1) + flip (the pretraining one; "
-           "--aa %s and --reprob %g are not applied in this build)\n", aug.crop_min, a->aa,
-           a->reprob);
+    mix.mixup_alpha = a->mixup;
+    mix.cutmix_alpha = a->cutmix;
+    mix.prob = a->mixup_prob;
+    mix.switch_prob = a->mixup_switch_prob;
+    mix.smoothing = a->smoothing;
+    mix.num_classes = (int)t->K;
+    if (cae_mixup_check(&mix) != 0)
+        goto out;
+    printf("training transform: RandomResizedCrop(%d, scale %g-%g, %s) + flip, --aa %s, --reprob "
+           "%g; mixup %g, cutmix %g (prob %g, switch %g), smoothing %g\n",
+           aug.input_size, aug.crop_min, aug.crop_max, a->train_interpolation,
+           aug.aa.num_layers > 0 ? a->aa : "none", aug.reprob, mix.mixup_alpha,
+           mix.cutmix_alpha, mix.prob, mix.switch_prob, mix.smoothing);
     sched.base = a->lr * scale;
     sched.final = a->min_lr * scale;
     sched.epochs = (size_t)a->epochs;
@@ -523,7 +474,10 @@ static int run(tuner *t)
                 if (load_one(t, &ls, t->train, perm[s * t->B + i], &aug, cae_rng_next(&r),
                              t->images + i * view, &t->labels[i]) != 0)
                     goto out;
-            smooth_targets(t->targets, t->labels, t->B, t->K, a->smoothing);
+            /* mixed images and smoothed, mixed targets; draws from (seed, step) */
+            if (cae_mixup_apply(&mix, (uint64_t)a->seed * 0x9e3779b97f4a7c15ULL ^ step, t->images,
+                                t->B, (int)t->S, t->labels, t->targets, NULL) != 0)
+                goto out;
             if (cae_ft_train_step(&t->model, t->images, t->targets, (uint64_t)a->seed, step,
                                   &loss) != 0 ||
                 cae_adamw_step_scaled(t->opt, &h, t->lr_scale, (cae_buf){t->norm_mem, 0}) != 0)
@@ -576,7 +530,6 @@ static int run(tuner *t)
     rc = fflush(t->log) == 0 ? 0 : -1;
 out:
     free(perm);
-    free(ls.work);
     cae_image_free(&ls.img);
     if (ls.dec)
         cae_decoder_free(ls.dec);
