@@ -4,7 +4,7 @@
 # must reach at least 90% top-1 on the val split with the official log
 # fields; a run stopped mid-epoch (--stop_after_steps) and auto-resumed must
 # evaluate exactly as the uninterrupted run every epoch (RandAugment, random
-# erasing, mixup and cutmix on, all drawn from the seed); --eval of the last
+# erasing, mixup and cutmix on, all drawn from the seed; other --num_workers); --eval of the last
 # checkpoint must give the last epoch's accuracy and loss again; bad flags
 # are refused with one line.
 set -eu
@@ -23,7 +23,7 @@ ft() {
         --aa rand-m9-mstd0.5-inc1 --seed 1 "$@"
 }
 
-ft --output_dir "$tmp/a" > "$tmp/a.txt" 2>&1 || { cat "$tmp/a.txt"; exit 1; }
+ft --output_dir "$tmp/a" --num_workers 1 > "$tmp/a.txt" 2>&1 || { cat "$tmp/a.txt"; exit 1; }
 cat "$tmp/a.txt"
 for f in train_lr train_loss test_loss test_acc1 test_acc5 epoch n_parameters; do
     grep -q "\"$f\"" "$tmp/a/log.txt" || { echo "log.txt lacks $f"; exit 1; }
@@ -38,10 +38,11 @@ first=$(sed -n 's/.*"train_loss": \([0-9.e+-]*\),.*"epoch": 0,.*/\1/p' "$tmp/a/l
 last=$(sed -n 's/.*"train_loss": \([0-9.e+-]*\),.*"epoch": 3,.*/\1/p' "$tmp/a/log.txt")
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f) }' || { echo "train loss $first -> $last"; exit 1; }
 
-# stopped mid-epoch 1 (6 steps per epoch) and resumed: the same evaluations
-ft --output_dir "$tmp/b" --stop_after_steps 9 > "$tmp/b1.txt" 2>&1 || { cat "$tmp/b1.txt"; exit 1; }
+# stopped mid-epoch 1 (6 steps per epoch) and resumed, with other loader
+# thread counts: the same evaluations
+ft --output_dir "$tmp/b" --num_workers 3 --stop_after_steps 9 > "$tmp/b1.txt" 2>&1 || { cat "$tmp/b1.txt"; exit 1; }
 grep -q 'stopped after step 9' "$tmp/b1.txt"
-ft --output_dir "$tmp/b" > "$tmp/b2.txt" 2>&1 || { cat "$tmp/b2.txt"; exit 1; }
+ft --output_dir "$tmp/b" --num_workers 2 > "$tmp/b2.txt" 2>&1 || { cat "$tmp/b2.txt"; exit 1; }
 grep -q 'Resume checkpoint .*checkpoint-1.safetensors: epoch 1 done, step 9' "$tmp/b2.txt"
 sed -n 's/.*\("test_loss".*"epoch": [0-9]*\).*/\1/p' "$tmp/a/log.txt" > "$tmp/a.eval"
 sed -n 's/.*\("test_loss".*"epoch": [0-9]*\).*/\1/p' "$tmp/b/log.txt" > "$tmp/b.eval"

@@ -39,6 +39,7 @@
 #include "train_log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +60,16 @@ typedef struct {
     size_t B, K, S;
     float *images, *targets, *logits;
     int32_t *labels;
+    size_t *batch_idx;
+    uint64_t *batch_seeds;
+    struct loader_state *loaders; /* one per --num_workers thread */
+    int n_workers;
     FILE *log, *metrics;
 } tuner;
 
 /* ---- data ---- */
 
-typedef struct {
+typedef struct loader_state {
     cae_decoder *dec;
     cae_image img;
     cae_augment_scratch *aug;
@@ -90,6 +95,53 @@ static int load_one(tuner *t, loader_state *ls, const cae_dataset *ds, size_t id
                                   t->a.imagenet_default_mean_and_std, &ls->img, ls->aug, view);
 }
 
+/* One thread's share of a batch: images first, first + stride, ... */
+typedef struct {
+    tuner *t;
+    loader_state *ls;
+    const cae_dataset *ds;
+    const cae_cls_train_cfg *aug;
+    size_t n, first, stride;
+    int rc;
+} load_job;
+
+static void *load_worker(void *arg)
+{
+    load_job *j = arg;
+    tuner *t = j->t;
+    size_t view = 3 * t->S * t->S;
+    j->rc = 0;
+    for (size_t i = j->first; i < j->n && j->rc == 0; i += j->stride)
+        j->rc = load_one(t, j->ls, j->ds, t->batch_idx[i], j->aug,
+                         j->aug ? t->batch_seeds[i] : 0, t->images + i * view, &t->labels[i]);
+    return NULL;
+}
+
+/* Images t->batch_idx[0..n) of ds into t->images / t->labels (training
+ * transform with seeds t->batch_seeds when aug is given), over
+ * --num_workers threads; every image's result depends only on its seed,
+ * so the thread count never changes the batch. */
+static int load_batch(tuner *t, const cae_dataset *ds, const cae_cls_train_cfg *aug, size_t n)
+{
+    int W = t->n_workers, rc = 0;
+    load_job jobs[64];
+    pthread_t threads[64];
+    int started[64] = {0};
+    for (int w = 0; w < W; w++)
+        jobs[w] = (load_job){t, &t->loaders[w], ds, aug, n, (size_t)w, (size_t)W, 0};
+    for (int w = 1; w < W; w++)
+        started[w] = pthread_create(&threads[w], NULL, load_worker, &jobs[w]) == 0;
+    for (int w = 0; w < W; w++)
+        if (!started[w]) /* the calling thread's share, and any a thread could not take */
+            load_worker(&jobs[w]);
+    for (int w = 1; w < W; w++)
+        if (started[w])
+            pthread_join(threads[w], NULL);
+    for (int w = 0; w < W; w++)
+        rc |= jobs[w].rc;
+    return rc ? -1 : 0;
+}
+
 /* ---- evaluation ---- */
 
 typedef struct {
@@ -97,15 +149,16 @@ typedef struct {
     size_t n;
 } eval_result;
 
-static int evaluate(tuner *t, loader_state *ls, eval_result *r)
+static int evaluate(tuner *t, eval_result *r)
 {
-    size_t n = cae_dataset_len(t->val), K = t->K, view = 3 * t->S * t->S;
+    size_t n = cae_dataset_len(t->val), K = t->K;
     size_t top5 = K < 5 ? K : 5, c1 = 0, c5 = 0;
     double loss = 0;
     for (size_t s = 0; s < n; s += t->B) {
         size_t m = n - s < t->B ? n - s : t->B;
         for (size_t i = 0; i < m; i++)
-            CAE_TRY(load_one(t, ls, t->val, s + i, NULL, 0, t->images + i * view, &t->labels[i]));
+            t->batch_idx[i] = s + i;
+        CAE_TRY(load_batch(t, t->val, NULL, m));
         CAE_TRY(cae_ft_logits(&t->model, t->images, m, t->logits));
         for (size_t i = 0; i < m; i++) {
             const float *row = t->logits + i * K;
@@ -323,9 +376,25 @@ static int setup(tuner *t)
     t->targets = calloc(t->B * t->K, sizeof *t->targets);
     t->logits = calloc(t->B * t->K, sizeof *t->logits);
     t->labels = calloc(t->B, sizeof *t->labels);
-    if (!t->lr_scale || !t->images || !t->targets || !t->logits || !t->labels) {
+    t->batch_idx = calloc(t->B, sizeof *t->batch_idx);
+    t->batch_seeds = calloc(t->B, sizeof *t->batch_seeds);
+    /* --num_workers loader threads (at least 1, at most 64 and the batch) */
+    t->n_workers = a->num_workers < 1 ? 1 : a->num_workers > 64 ? 64 : a->num_workers;
+    if ((size_t)t->n_workers > t->B)
+        t->n_workers = (int)t->B;
+    t->loaders = calloc((size_t)t->n_workers, sizeof *t->loaders);
+    if (!t->lr_scale || !t->images || !t->targets || !t->logits || !t->labels || !t->batch_idx ||
+        !t->batch_seeds || !t->loaders) {
         cae_errorf("out of host memory");
         return -1;
+    }
+    for (int w = 0; w < t->n_workers; w++) {
+        t->loaders[w].dec = cae_decoder_new();
+        t->loaders[w].aug = cae_augment_scratch_new();
+        if (!t->loaders[w].dec || !t->loaders[w].aug) {
+            cae_errorf("out of host memory for the loaders");
+            return -1;
+        }
     }
     cae_layer_decay_scales(&t->model.table, a->model.depth, a->layer_decay, t->lr_scale);
     t->log = open_out(a->output_dir, "log.txt");
@@ -337,11 +406,10 @@ static int setup(tuner *t)
 static int run(tuner *t)
 {
     cae_args *a = &t->a;
-    loader_state ls = {0};
     cae_cls_train_cfg aug;
     cae_mixup_cfg mix = {0};
     size_t n_train = cae_dataset_len(t->train), steps = n_train / t->B; /* drop_last */
-    size_t *perm = NULL, view = 3 * t->S * t->S;
+    size_t *perm = NULL;
     cae_schedule sched = {0};
     cae_adamw_hparams h = {0};
     double best = -1, t_start = cae_now_ms(), scale = (double)t->B / 256.0;
@@ -349,10 +417,8 @@ static int run(tuner *t)
     uint64_t step = 0, start_epoch = 0;
     char found[4200];
 
-    ls.dec = cae_decoder_new();
-    ls.aug = cae_augment_scratch_new();
     perm = malloc(n_train * sizeof *perm);
-    if (!ls.dec || !ls.aug || !perm) {
+    if (!perm) {
         cae_errorf("out of host memory");
         goto out;
     }
@@ -361,7 +427,7 @@ static int run(tuner *t)
         if (a->resume && cae_checkpoint_load(a->resume, &t->ctx, &t->model.table,
                                              &t->model.params, NULL, NULL, NULL) != 0)
             goto out;
-        if (evaluate(t, &ls, &ev) != 0)
+        if (evaluate(t, &ev) != 0)
             goto out;
         printf("Accuracy of the network on the %zu test images: %.1f%% (acc5 %.1f%%, loss %.4f)\n",
                ev.n, ev.acc1, ev.acc5, ev.loss);
@@ -470,10 +536,12 @@ static int run(tuner *t)
             }
             lr = cae_schedule_at(&sched, step);
             h.lr = lr;
-            for (size_t i = 0; i < t->B; i++)
-                if (load_one(t, &ls, t->train, perm[s * t->B + i], &aug, cae_rng_next(&r),
-                             t->images + i * view, &t->labels[i]) != 0)
-                    goto out;
+            for (size_t i = 0; i < t->B; i++) {
+                t->batch_idx[i] = perm[s * t->B + i];
+                t->batch_seeds[i] = cae_rng_next(&r);
+            }
+            if (load_batch(t, t->train, &aug, t->B) != 0)
+                goto out;
             /* mixed images and smoothed, mixed targets; draws from (seed, step) */
             if (cae_mixup_apply(&mix, (uint64_t)a->seed * 0x9e3779b97f4a7c15ULL ^ step, t->images,
                                 t->B, (int)t->S, t->labels, t->targets, NULL) != 0)
@@ -496,7 +564,7 @@ static int run(tuner *t)
             }
         }
         steps_run = steps - first;
-        if (evaluate(t, &ls, &ev) != 0)
+        if (evaluate(t, &ev) != 0)
             goto out;
         if (ev.acc1 > best) {
             best = ev.acc1;
@@ -530,11 +598,6 @@ static int run(tuner *t)
     rc = fflush(t->log) == 0 ? 0 : -1;
 out:
     free(perm);
-    cae_image_free(&ls.img);
-    if (ls.dec)
-        cae_decoder_free(ls.dec);
-    if (ls.aug)
-        cae_augment_scratch_free(ls.aug);
     return rc;
 }
 
@@ -557,6 +620,16 @@ static void teardown(tuner *t)
     free(t->targets);
     free(t->logits);
     free(t->labels);
+    free(t->batch_idx);
+    free(t->batch_seeds);
+    for (int w = 0; t->loaders && w < t->n_workers; w++) {
+        cae_image_free(&t->loaders[w].img);
+        if (t->loaders[w].dec)
+            cae_decoder_free(t->loaders[w].dec);
+        if (t->loaders[w].aug)
+            cae_augment_scratch_free(t->loaders[w].aug);
+    }
+    free(t->loaders);
 }
 
 int main(int argc, char **argv)
