@@ -522,6 +522,72 @@ START_TEST(test_train_transform)
 }
 END_TEST
 
+/* input_size <= 32: RandomCrop(S, padding 4) with zero fill, offsets uniform
+ * in -4..4; evaluation without resizing */
+START_TEST(test_small_input)
+{
+    enum { S = 28 };
+    cae_cls_train_cfg c;
+    cae_image img = {0};
+    cae_augment_scratch *s = cae_augment_scratch_new();
+    static float v[3 * S * S];
+    unsigned char px[S * S * 3];
+    long seen[9][9] = {{0}};
+    const int N = 4000;
+    ck_assert_int_eq(cae_image_reserve(&img, S, S), 0);
+    for (int i = 0; i < S * S; i++) { /* every pixel distinct, none black */
+        img.rgb[i * 3] = (unsigned char)(1 + i % 250);
+        img.rgb[i * 3 + 1] = (unsigned char)(1 + i / 250);
+        img.rgb[i * 3 + 2] = 200;
+    }
+    cae_cls_train_cfg_default_for(&c, S);
+    ck_assert_int_eq(c.crop_padding, 4);
+    c.aa.num_layers = 0;
+    c.color_jitter = 0;
+    c.reprob = 0;
+    c.hflip = 0;
+    for (int t = 0; t < N; t++) {
+        int found = 0;
+        ck_assert_int_eq(cae_cls_train_transform(&c, &img, (uint64_t)t, s, v), 0);
+        for (int i = 0; i < S * S; i++)
+            for (int ch = 0; ch < 3; ch++)
+                px[i * 3 + ch] = (unsigned char)lrint((v[ch * S * S + i] * 0.5f + 0.5f) * 255.0f);
+        for (int dy = -4; dy <= 4 && !found; dy++)
+            for (int dx = -4; dx <= 4 && !found; dx++) {
+                int ok = 1;
+                for (int y = 0; y < S && ok; y++)
+                    for (int x = 0; x < S && ok; x++) {
+                        int sy = y + dy, sx = x + dx;
+                        const unsigned char *o = px + (y * S + x) * 3;
+                        if (sy < 0 || sy >= S || sx < 0 || sx >= S)
+                            ok = o[0] == 0 && o[1] == 0 && o[2] == 0;
+                        else
+                            ok = memcmp(o, img.rgb + (sy * S + sx) * 3, 3) == 0;
+                    }
+                if (ok) {
+                    found = 1;
+                    seen[dy + 4][dx + 4]++;
+                }
+            }
+        ck_assert_msg(found, "seed %d: not a padded crop", t);
+    }
+    for (int a = 0; a < 9; a++)
+        for (int b = 0; b < 9; b++)
+            ck_assert_msg(fabs(seen[a][b] / (double)N - 1.0 / 81) < 0.008, "offset %d,%d: %ld",
+                          a - 4, b - 4, seen[a][b]);
+    /* a padded image smaller than S is refused */
+    c.input_size = 40;
+    ck_assert_int_eq(cae_cls_train_transform(&c, &img, 1, s, v), -1);
+    /* evaluation: crop_pct 0 = ToTensor + Normalize only */
+    ck_assert_int_eq(cae_cls_eval_transform(S, 0, CAE_FILTER_BICUBIC, 1, &img, s, v), 0);
+    for (int i = 0; i < S * S; i++)
+        ck_assert(v[i] == ((float)img.rgb[i * 3] / 255.0f - 0.485f) / 0.229f);
+    ck_assert_int_eq(cae_cls_eval_transform(24, 0, CAE_FILTER_BICUBIC, 1, &img, s, v), -1);
+    cae_image_free(&img);
+    cae_augment_scratch_free(s);
+}
+END_TEST
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -701,6 +767,7 @@ int main(void)
     tcase_add_test(rnd, test_randaug_policy);
     tcase_add_test(rnd, test_random_erasing);
     tcase_add_test(rnd, test_train_transform);
+    tcase_add_test(rnd, test_small_input);
     tcase_add_test(rnd, test_train_throughput);
     tcase_add_test(rnd, test_mixup_draws);
     tcase_set_timeout(rnd, 300);

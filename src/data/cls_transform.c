@@ -30,6 +30,13 @@ void cae_cls_train_cfg_default(cae_cls_train_cfg *cfg)
     cfg->imagenet_mean_std = 0;
 }
 
+void cae_cls_train_cfg_default_for(cae_cls_train_cfg *cfg, int input_size)
+{
+    cae_cls_train_cfg_default(cfg);
+    cfg->input_size = input_size;
+    cfg->crop_padding = input_size <= 32 ? 4 : 0;
+}
+
 int cae_cls_train_check(const cae_cls_train_cfg *cfg)
 {
     if (cfg->input_size <= 0 || cfg->input_size > 65536) {
@@ -67,6 +74,10 @@ int cae_cls_train_check(const cae_cls_train_cfg *cfg)
         !(cfg->aa.prob >= 0 && cfg->aa.prob <= 1)) {
         cae_errorf("--aa: bad RandAugment configuration (n %d, p %g)", cfg->aa.num_layers,
                    cfg->aa.prob);
+        return -1;
+    }
+    if (cfg->crop_padding < 0 || cfg->crop_padding > 65536) {
+        cae_errorf("crop padding %d: must be in 0..65536", cfg->crop_padding);
         return -1;
     }
     if (!(cfg->reprob >= 0 && cfg->reprob <= 1)) {
@@ -129,15 +140,64 @@ static void cls_flip(unsigned char *px, int S)
     }
 }
 
+/* RandomResizedCropAndInterpolation into out ([S][S][3]) */
+static int cls_resized_crop(const cae_cls_train_cfg *cfg, const cae_image *img, cae_rng *r,
+                            cae_augment_scratch *s, unsigned char *out)
+{
+    int S = cfg->input_size;
+    cae_augment_plan p;
+    float box[4];
+    const unsigned char *src;
+    memset(&p, 0, sizeof p);
+    cae_rrc_params(r, img->width, img->height, cfg->crop_min, cfg->crop_max, cfg->ratio_min,
+                   cfg->ratio_max, &p);
+    if (p.w <= 0 || p.h <= 0) { /* a scale so small the box rounds to nothing */
+        cae_errorf("cls transform: crop of %dx%d from a %dx%d image (crop scale too small)", p.w,
+                   p.h, img->width, img->height);
+        return -1;
+    }
+    src = img->rgb + ((size_t)p.i * (size_t)img->width + (size_t)p.jx) * 3;
+    box[0] = 0;
+    box[1] = 0;
+    box[2] = (float)p.w;
+    box[3] = (float)p.h;
+    return cae_resize_view(src, p.w, p.h, (size_t)img->width * 3, box, S, S, cfg->interp,
+                           &s->work, out);
+}
+
+/* torchvision RandomCrop(S, padding): pad with zeros, then a uniform S x S
+ * window of the padded image (refused when that is smaller than S). */
+static int cls_padded_crop(const cae_cls_train_cfg *cfg, const cae_image *img, cae_rng *r,
+                           unsigned char *out)
+{
+    int S = cfg->input_size, pad = cfg->crop_padding, top, left;
+    int64_t Hp = (int64_t)img->height + 2 * (int64_t)pad;
+    int64_t Wp = (int64_t)img->width + 2 * (int64_t)pad;
+    if (Hp < S || Wp < S) {
+        cae_errorf("cls transform: a %dx%d image padded by %d is smaller than --input_size %d",
+                   img->width, img->height, pad, S);
+        return -1;
+    }
+    top = (int)cae_rng_int(r, 0, Hp - S) - pad;
+    left = (int)cae_rng_int(r, 0, Wp - S) - pad;
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            int sy = top + y, sx = left + x;
+            unsigned char *o = out + ((size_t)y * (size_t)S + (size_t)x) * 3;
+            if (sy < 0 || sy >= img->height || sx < 0 || sx >= img->width)
+                memset(o, 0, 3);
+            else
+                memcpy(o, img->rgb + ((size_t)sy * (size_t)img->width + (size_t)sx) * 3, 3);
+        }
+    return 0;
+}
+
 int cae_cls_train_transform(const cae_cls_train_cfg *cfg, const cae_image *img, uint64_t seed,
                             cae_augment_scratch *s, float *view)
 {
     int S = cfg->input_size;
     size_t n;
-    cae_augment_plan p;
     cae_rng r;
-    float box[4];
-    const unsigned char *src;
 
     CAE_TRY(cae_cls_train_check(cfg));
     if (img == NULL || img->rgb == NULL || img->width <= 0 || img->height <= 0) {
@@ -146,22 +206,11 @@ int cae_cls_train_transform(const cae_cls_train_cfg *cfg, const cae_image *img, 
     }
     n = (size_t)S * (size_t)S * 3;
     cae_rng_seed(&r, seed);
-    memset(&p, 0, sizeof p);
-    cae_rrc_params(&r, img->width, img->height, cfg->crop_min, cfg->crop_max, cfg->ratio_min,
-                   cfg->ratio_max, &p);
-    if (p.w <= 0 || p.h <= 0) { /* a scale so small the box rounds to nothing */
-        cae_errorf("cls transform: crop of %dx%d from a %dx%d image (crop scale too small)", p.w,
-                   p.h, img->width, img->height);
-        return -1;
-    }
     CAE_TRY(cae_augment_grow(&s->out1, &s->cap_out1, n));
-    src = img->rgb + ((size_t)p.i * (size_t)img->width + (size_t)p.jx) * 3;
-    box[0] = 0;
-    box[1] = 0;
-    box[2] = (float)p.w;
-    box[3] = (float)p.h;
-    CAE_TRY(cae_resize_view(src, p.w, p.h, (size_t)img->width * 3, box, S, S, cfg->interp,
-                            &s->work, s->out1));
+    if (cfg->crop_padding > 0)
+        CAE_TRY(cls_padded_crop(cfg, img, &r, s->out1));
+    else
+        CAE_TRY(cls_resized_crop(cfg, img, &r, s, s->out1));
     /* RandomHorizontalFlip: torch.rand(1) < p */
     if (cfg->hflip > 0 && cae_rng_uniform(&r) < cfg->hflip)
         cls_flip(s->out1, S);
@@ -191,14 +240,23 @@ int cae_cls_eval_transform(int input_size, double crop_pct, cae_filter interp,
 {
     int S = input_size, size, ow, oh, top, left;
     double box[4];
-    if (S <= 0 || S > 65536 || !(crop_pct > 0 && crop_pct <= 1)) {
+    if (S <= 0 || S > 65536 || !(crop_pct >= 0 && crop_pct <= 1)) {
         cae_errorf("eval transform: --input_size %d, crop_pct %g: need size in 1..65536 and "
-                   "0 < crop_pct <= 1", S, crop_pct);
+                   "0 <= crop_pct <= 1", S, crop_pct);
         return -1;
     }
     if (img == NULL || img->rgb == NULL || img->width <= 0 || img->height <= 0) {
         cae_errorf("eval transform: empty image");
         return -1;
+    }
+    if (crop_pct == 0) { /* the official transform for input_size <= 32 */
+        if (img->width != S || img->height != S) {
+            cae_errorf("eval transform: a %dx%d image without resizing (input_size %d <= 32) "
+                       "must be %dx%d", img->width, img->height, S, S, S);
+            return -1;
+        }
+        cae_normalize_view(img->rgb, S, imagenet_mean_std, view);
+        return 0;
     }
     /* torchvision Resize(int): the shorter side to size, the longer one
      * int(size * long / short) */

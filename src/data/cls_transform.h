@@ -3,6 +3,7 @@
  *
  * Training (timm transforms_imagenet_train):
  *   RandomResizedCropAndInterpolation(S, scale, ratio, interp)
+ *       (RandomCrop(S, padding) when crop_padding > 0)
  *   RandomHorizontalFlip(hflip)
  *   RandAugment(aa) if aa is on, else ColorJitter(cj, cj, cj) if cj > 0
  *   ToTensor + Normalize(mean, std)
@@ -32,11 +33,18 @@ typedef struct {
     cae_randaug_cfg aa;                              /* interp and fill are set from this cfg */
     double reprob; int recount;                      /* RandomErasing, mode pixel */
     int imagenet_mean_std;
+    /* > 0: RandomCrop(S, padding=crop_padding) (zero fill) in place of the
+     * RandomResizedCrop, as the official build_transform does when
+     * input_size <= 32 (padding 4; Fashion-MNIST's 28). */
+    int crop_padding;
 } cae_cls_train_cfg;
 
 /* The official defaults (input_size 224, --aa rand-m9-mstd0.5-inc1,
  * --reprob 0.25, --recount 1, color_jitter 0.4, bicubic). */
 void cae_cls_train_cfg_default(cae_cls_train_cfg *cfg);
+/* The same for another input size, with the official rule for small
+ * inputs: crop_padding 4 when input_size <= 32, else 0. */
+void cae_cls_train_cfg_default_for(cae_cls_train_cfg *cfg, int input_size);
 /* One clear line naming the flag on a bad value. */
 int cae_cls_train_check(const cae_cls_train_cfg *cfg);
 
@@ -44,6 +52,9 @@ int cae_cls_train_check(const cae_cls_train_cfg *cfg);
 int cae_cls_train_transform(const cae_cls_train_cfg *cfg, const cae_image *img, uint64_t seed,
                             cae_augment_scratch *s, float *view /* [3,S,S] normalized */);
 
+/* crop_pct 0: no resize and no crop, ToTensor + Normalize only, as the
+ * official build_transform for input_size <= 32; the image must then be
+ * S x S (refused otherwise). */
 int cae_cls_eval_transform(int input_size, double crop_pct /* 0.875 */, cae_filter interp,
                            int imagenet_mean_std, const cae_image *img, cae_augment_scratch *s,
                            float *view /* [3,S,S] */);
