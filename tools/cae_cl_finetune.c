@@ -90,8 +90,9 @@ static int load_one(tuner *t, loader_state *ls, const cae_dataset *ds, size_t id
     }
     if (aug)
         return cae_cls_train_transform(aug, &ls->img, seed, ls->aug, view);
-    /* Resize(int(S / 0.875), bicubic) + CenterCrop(S), as the official eval */
-    return cae_cls_eval_transform((int)t->S, 0.875, CAE_FILTER_BICUBIC,
+    /* Resize(int(S / 0.875), bicubic) + CenterCrop(S), as the official eval;
+     * inputs of 32 pixels or less are used as they are (build_transform) */
+    return cae_cls_eval_transform((int)t->S, t->S <= 32 ? 0.0 : 0.875, CAE_FILTER_BICUBIC,
                                   t->a.imagenet_default_mean_and_std, &ls->img, ls->aug, view);
 }
 
@@ -460,8 +461,8 @@ static int run(tuner *t)
         }
     }
     /* timm's create_transform(is_training=True) and Mixup, as the official script */
-    cae_cls_train_cfg_default(&aug);
-    aug.input_size = (int)t->S;
+    /* (RandomCrop(S, padding 4) in place of RandomResizedCrop for S <= 32) */
+    cae_cls_train_cfg_default_for(&aug, (int)t->S);
     aug.crop_min = a->crop_min_size;
     aug.crop_max = a->crop_max_size;
     aug.color_jitter = a->color_jitter;
@@ -478,9 +479,13 @@ static int run(tuner *t)
     mix.num_classes = (int)t->K;
     if (cae_mixup_check(&mix) != 0)
         goto out;
-    printf("training transform: RandomResizedCrop(%d, scale %g-%g, %s) + flip, --aa %s, --reprob "
-           "%g; mixup %g, cutmix %g (prob %g, switch %g), smoothing %g\n",
-           aug.input_size, aug.crop_min, aug.crop_max, a->train_interpolation,
+    if (aug.crop_padding > 0)
+        printf("training transform: RandomCrop(%d, padding %d)", aug.input_size, aug.crop_padding);
+    else
+        printf("training transform: RandomResizedCrop(%d, scale %g-%g, %s)", aug.input_size,
+               aug.crop_min, aug.crop_max, a->train_interpolation);
+    printf(" + flip, --aa %s, --reprob %g; mixup %g, cutmix %g (prob %g, switch %g), "
+           "smoothing %g\n",
            aug.aa.num_layers > 0 ? a->aa : "none", aug.reprob, mix.mixup_alpha,
            mix.cutmix_alpha, mix.prob, mix.switch_prob, mix.smoothing);
     sched.base = a->lr * scale;
