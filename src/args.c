@@ -123,6 +123,19 @@ static const flag_spec flags[] = {
     {"eval", F_TRUE, A(eval), "cae-cl-linear: evaluate the head of --resume without training"},
     {"nb_classes", F_INT, A(nb_classes), "cae-cl-linear: classes (default: the data set's)"},
     {"dist_eval", F_TRUE, A(dist_eval), "cae-cl-linear/attentive under mpirun: shard the evaluation across ranks"},
+    {"layer_decay", F_DOUBLE, A(layer_decay), "cae-cl-finetune: layer-wise lr decay (0.9)"},
+    {"smoothing", F_DOUBLE, A(smoothing), "cae-cl-finetune: label smoothing (0.1)"},
+    {"mixup", F_DOUBLE, A(mixup), "cae-cl-finetune: mixup alpha (0: off)"},
+    {"cutmix", F_DOUBLE, A(cutmix), "cae-cl-finetune: cutmix alpha (0: off)"},
+    {"mixup_prob", F_DOUBLE, A(mixup_prob), "cae-cl-finetune: probability of mixup or cutmix per batch (1)"},
+    {"mixup_switch_prob", F_DOUBLE, A(mixup_switch_prob), "cae-cl-finetune: probability of cutmix when both are on (0.5)"},
+    {"mixup_mode", F_IGNORE_VALUE, 0, "(batch only)"},
+    {"cutmix_minmax", F_IGNORE_LIST, 0, "(not supported: alpha only)"},
+    {"aa", F_STRING, A(aa), "cae-cl-finetune: RandAugment policy (rand-m9-mstd0.5-inc1)"},
+    {"reprob", F_DOUBLE, A(reprob), "cae-cl-finetune: random erasing probability (0.25)"},
+    {"init_scale", F_DOUBLE, A(init_scale), "cae-cl-finetune: head initialization scale (0.001)"},
+    {"sin_pos_emb", F_IGNORE_SWITCH, 0, "(always on)"},
+    {"use_abs_pos_emb", F_IGNORE_SWITCH, 0, "(no effect: fixed sin-cos positions)"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
 };
@@ -164,6 +177,13 @@ static void defaults(cae_args *a)
     a->warmup_steps_bench = 2;
     a->budget_s = 240.0;
     a->max_candidates = 24;
+    a->layer_decay = 0.9;
+    a->smoothing = 0.1;
+    a->mixup_prob = 1.0;
+    a->mixup_switch_prob = 0.5;
+    a->aa = "rand-m9-mstd0.5-inc1";
+    a->reprob = 0.25;
+    a->init_scale = 0.001;
 }
 
 /* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small

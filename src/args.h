@@ -40,6 +40,10 @@ typedef struct {
     const char *finetune;
     double blr;
     int use_cls, use_mean_pooling, cache_features, eval, nb_classes, dist_eval;
+    /* cae-cl-finetune (run_class_finetuning.py) */
+    double layer_decay, smoothing, mixup, cutmix, mixup_prob, mixup_switch_prob, reprob;
+    double init_scale;
+    const char *aa;
     /* cae-cl-bench */
     int synthetic, bench_steps, warmup_steps_bench;
     const char *json;

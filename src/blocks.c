@@ -21,6 +21,7 @@
 #include "ops/ops.h"
 
 #include <math.h>
+#include <stdio.h>
 
 /* the qkv bias [q_bias, 0, v_bias] on the q and v column blocks */
 static int qkv_bias_add(cae_ctx *ctx, const cae_block_w *w, cae_buf qkv, size_t T, size_t C)
@@ -196,4 +197,30 @@ int cae_rblock_backward(cae_ctx *ctx, const cae_rblock_w *w, const cae_rblock_w 
     /* kv = concat(z, q_in) */
     CAE_TRY(cae_copy_blocks(ctx, dz, V * C, dkv, (V + M) * C, B, V * C, 1));
     return cae_copy_blocks(ctx, dq, M * C, cae_buf_at(dkv, V * C), (V + M) * C, B, M * C, 1);
+}
+
+void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
+                    const char *prefix)
+{
+    char n[CAE_PARAM_NAME_MAX + 32];
+#define V(s) (snprintf(n, sizeof n, "%s.%s", prefix, s), cae_params_view(t, a, n))
+#define VO(s) (snprintf(n, sizeof n, "%s.%s", prefix, s), \
+               cae_params_find(t, n) ? cae_params_view(t, a, n) : cae_buf_null())
+    b->norm1.w = V("norm1.weight");
+    b->norm1.b = V("norm1.bias");
+    b->norm2.w = V("norm2.weight");
+    b->norm2.b = V("norm2.bias");
+    b->qkv_w = V("attn.qkv.weight");
+    b->q_bias = V("attn.q_bias");
+    b->v_bias = V("attn.v_bias");
+    b->proj.w = V("attn.proj.weight");
+    b->proj.b = V("attn.proj.bias");
+    b->fc1.w = V("mlp.fc1.weight");
+    b->fc1.b = V("mlp.fc1.bias");
+    b->fc2.w = V("mlp.fc2.weight");
+    b->fc2.b = V("mlp.fc2.bias");
+    b->gamma1 = VO("gamma_1");
+    b->gamma2 = VO("gamma_2");
+#undef V
+#undef VO
 }

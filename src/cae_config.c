@@ -39,7 +39,11 @@ int cae_config_preset(cae_config *c, const char *model)
         {"cae_large_patch16_224_8k_vocab", 1024, 24, 16},
     };
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-        if (strcmp(model, presets[i].name) == 0) {
+        /* the fine-tuning models carry the same names without the
+         * tokenizer's "_8k_vocab" (cae_base_patch16_224) */
+        size_t stem = strlen(presets[i].name) - strlen("_8k_vocab");
+        if (strcmp(model, presets[i].name) == 0 ||
+            (strlen(model) == stem && strncmp(model, presets[i].name, stem) == 0)) {
             c->patch_size = 16;
             c->embed_dim = presets[i].dim;
             c->depth = presets[i].depth;
@@ -50,7 +54,7 @@ int cae_config_preset(cae_config *c, const char *model)
     }
     cae_errorf("--model %s: unknown model (known: cae_tiny_patch16_224_8k_vocab, "
                "cae_small_patch16_224_8k_vocab, cae_base_patch16_224_8k_vocab, "
-               "cae_large_patch16_224_8k_vocab)", model);
+               "cae_large_patch16_224_8k_vocab, or the same without _8k_vocab)", model);
     return -1;
 }
 

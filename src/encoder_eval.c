@@ -13,35 +13,6 @@ static cae_buf view(const cae_encoder_eval *e, const char *name)
     return cae_params_view(&e->table, &e->params, name);
 }
 
-static cae_buf view_opt(const cae_encoder_eval *e, const char *name)
-{
-    return cae_params_find(&e->table, name) ? view(e, name) : cae_buf_null();
-}
-
-static void block_view(cae_encoder_eval *e, cae_block_w *b, int i)
-{
-    char n[CAE_PARAM_NAME_MAX + 32];
-#define V(s) (snprintf(n, sizeof n, "encoder.blocks.%d.%s", i, s), view(e, n))
-#define VO(s) (snprintf(n, sizeof n, "encoder.blocks.%d.%s", i, s), view_opt(e, n))
-    b->norm1.w = V("norm1.weight");
-    b->norm1.b = V("norm1.bias");
-    b->norm2.w = V("norm2.weight");
-    b->norm2.b = V("norm2.bias");
-    b->qkv_w = V("attn.qkv.weight");
-    b->q_bias = V("attn.q_bias");
-    b->v_bias = V("attn.v_bias");
-    b->proj.w = V("attn.proj.weight");
-    b->proj.b = V("attn.proj.bias");
-    b->fc1.w = V("mlp.fc1.weight");
-    b->fc1.b = V("mlp.fc1.bias");
-    b->fc2.w = V("mlp.fc2.weight");
-    b->fc2.b = V("mlp.fc2.bias");
-    b->gamma1 = VO("gamma_1");
-    b->gamma2 = VO("gamma_2");
-#undef V
-#undef VO
-}
-
 /* a sequential planner over one buffer: each request 16-element aligned */
 static void take(size_t *used, cae_buf *slot, size_t elems)
 {
@@ -89,8 +60,11 @@ int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *c
     e->cls_token = view(e, "encoder.cls_token");
     e->patch_w = view(e, "encoder.patch_embed.proj.weight");
     e->patch_b = view(e, "encoder.patch_embed.proj.bias");
-    for (int i = 0; i < cfg->depth; i++)
-        block_view(e, &e->blocks[i], i);
+    for (int i = 0; i < cfg->depth; i++) {
+        char prefix[48];
+        snprintf(prefix, sizeof prefix, "encoder.blocks.%d", i);
+        cae_block_view(&e->table, &e->params, &e->blocks[i], prefix);
+    }
     e->norm.w = view(e, "encoder.norm.weight");
     e->norm.b = view(e, "encoder.norm.bias");
 

@@ -161,6 +161,11 @@ static inline cae_buf cae_model_masked_idx(const cae_model *m)
 /* Drop-path scales for this step from (seed, step); without a call, or with
  * --drop_path 0, drop path is off. */
 int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step);
+/* The per-sample scales themselves (0 or 1/(1-rate)), reproducible from
+ * (seed, step): layout [stack][block][branch][sample] over n_stacks stacks
+ * of depths[] blocks, rate linear from 0 to drop_path within each stack. */
+void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, double drop_path,
+                        uint64_t seed, uint64_t step);
 
 /* Forward, loss and backward: gradients of every trainable tensor are
  * written to m->grads (zeroed first); the loss terms are read back. */
@@ -172,6 +177,10 @@ int cae_model_step_begin(cae_model *m);
 int cae_model_step_end(cae_model *m, cae_losses *out);
 
 /* ---- blocks.c ---- */
+/* Views of a self-attention block's tensors <prefix>.norm1.weight, ... in
+ * an arena laid out by t (gamma_1/gamma_2 absent without layer scale). */
+void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
+                    const char *prefix);
 int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae_buf x_out,
                       cae_buf x_in, const cae_block_dims *d, cae_buf drop1, cae_buf drop2);
 /* dx holds d(out) on entry and d(in) on return (the residual stream) */

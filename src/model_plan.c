@@ -584,12 +584,33 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, double drop_path,
+                        uint64_t seed, uint64_t step)
+{
+    size_t k = 0;
+    /* rate rises linearly over each stack's depth, as torch.linspace(0,
+     * drop_path, depth) in the official encoder, regressor and decoder;
+     * layout [stack][block][branch][sample] */
+    for (int stack = 0; stack < n_stacks; stack++) {
+        for (int i = 0; i < depths[stack]; i++) {
+            double rate = depths[stack] > 1 ? drop_path * i / (depths[stack] - 1) : 0.0;
+            for (int branch = 0; branch < 2; branch++) {
+                for (size_t b = 0; b < B; b++, k++) {
+                    uint64_t r = mix(mix(mix(seed) ^ step) ^ (uint64_t)k);
+                    double u = (double)(r >> 11) * (1.0 / 9007199254740992.0);
+                    s[k] = rate <= 0 ? 1.0f : (u < rate ? 0.0f : (float)(1.0 / (1.0 - rate)));
+                }
+            }
+        }
+    }
+}
+
 int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step)
 {
     const cae_config *c = &m->cfg;
     /* the alignment encoder runs in training mode too (its own draws) */
     int depths[4] = {c->depth, c->regressor_depth, c->decoder_depth, c->depth};
-    size_t n = (size_t)(depths[0] + depths[1] + depths[2] + depths[3]) * 2 * m->B, k = 0;
+    size_t n = (size_t)(depths[0] + depths[1] + depths[2] + depths[3]) * 2 * m->B;
     float *s;
     int rc;
     m->use_drop_path = c->drop_path > 0;
@@ -600,21 +621,7 @@ int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step)
         cae_errorf("out of host memory");
         return -1;
     }
-    /* rate rises linearly over each stack's depth, as torch.linspace(0,
-     * drop_path, depth) in the official encoder, regressor and decoder;
-     * layout [stack][block][branch][sample] */
-    for (int stack = 0; stack < 4; stack++) {
-        for (int i = 0; i < depths[stack]; i++) {
-            double rate = depths[stack] > 1 ? c->drop_path * i / (depths[stack] - 1) : 0.0;
-            for (int branch = 0; branch < 2; branch++) {
-                for (size_t b = 0; b < m->B; b++, k++) {
-                    uint64_t r = mix(mix(mix(seed) ^ step) ^ (uint64_t)k);
-                    double u = (double)(r >> 11) * (1.0 / 9007199254740992.0);
-                    s[k] = rate <= 0 ? 1.0f : (u < rate ? 0.0f : (float)(1.0 / (1.0 - rate)));
-                }
-            }
-        }
-    }
+    cae_drop_path_fill(s, depths, 4, m->B, c->drop_path, seed, step);
     rc = cae_write(m->ctx, m->drop_scale, s, n * 4);
     free(s);
     return rc;

@@ -111,11 +111,43 @@ static int clip_coef(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm
     return cae_launch_1d(ctx, k, 1);
 }
 
+/* adamw_update over elements [off, off + n) of buffer c, of which the
+ * first decay_n decay, at learning rate lr; the scalars as torch computes
+ * them: in double, then cast to float where they meet the float tensors */
+static int update(cae_adamw *o, const cae_adamw_hparams *h, cl_kernel k, int c, size_t off,
+                  size_t n, size_t decay_n, double lr)
+{
+    double step = (double)(o->steps + 1);
+    double bc1 = 1.0 - pow(h->beta1, step), bc2 = 1.0 - pow(h->beta2, step);
+    cl_uint a = 0;
+    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->params->mem[c], off}));
+    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->grads->mem[c], off}));
+    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->m.mem[c], off}));
+    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->v.mem[c], off}));
+    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->scale, 0}));
+    CAE_TRY(cae_arg_ulong(k, &a, n));
+    CAE_TRY(cae_arg_ulong(k, &a, decay_n));
+    CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - lr * h->weight_decay)));
+    CAE_TRY(cae_arg_float(k, &a, (float)h->beta1));
+    CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - h->beta1)));
+    CAE_TRY(cae_arg_float(k, &a, (float)h->beta2));
+    CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - h->beta2)));
+    CAE_TRY(cae_arg_float(k, &a, (float)(-(lr / bc1))));
+    CAE_TRY(cae_arg_float(k, &a, (float)sqrt(bc2)));
+    CAE_TRY(cae_arg_float(k, &a, (float)h->eps));
+    return cae_launch_1d(o->ctx, k, n);
+}
+
 int cae_adamw_step(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm)
+{
+    return cae_adamw_step_scaled(o, h, NULL, grad_norm);
+}
+
+int cae_adamw_step_scaled(cae_adamw *o, const cae_adamw_hparams *h, const double *lr_scale,
+                          cae_buf grad_norm)
 {
     cae_ctx *ctx = o->ctx;
     const cae_param_table *t = o->t;
-    double step, bc1, bc2;
     cl_kernel k;
 
     if (!grad_norm.mem) {
@@ -123,32 +155,30 @@ int cae_adamw_step(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm)
         return -1;
     }
     CAE_TRY(check_hparams(h));
+    if (lr_scale) {
+        for (size_t i = 0; i < t->n; i++) {
+            if (!(lr_scale[i] >= 0)) {
+                cae_errorf("AdamW: lr scale %g of %s is not a non-negative number", lr_scale[i],
+                           t->p[i].name);
+                return -1;
+            }
+        }
+    }
     CAE_TRY(clip_coef(o, h, grad_norm));
     if (!(k = cae_kernel(ctx, "adamw_update")))
         return -1;
-    /* the scalars as torch computes them: in double, then cast to float
-     * where they meet the float tensors */
-    step = (double)(o->steps + 1);
-    bc1 = 1.0 - pow(h->beta1, step);
-    bc2 = 1.0 - pow(h->beta2, step);
-    for (int c = 0; c < t->n_chunks; c++) {
-        cl_uint a = 0;
-        CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->params->mem[c], 0}));
-        CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->grads->mem[c], 0}));
-        CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->m.mem[c], 0}));
-        CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->v.mem[c], 0}));
-        CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->scale, 0}));
-        CAE_TRY(cae_arg_ulong(k, &a, t->chunk_elems[c]));
-        CAE_TRY(cae_arg_ulong(k, &a, t->chunk_decay_elems[c]));
-        CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - h->lr * h->weight_decay)));
-        CAE_TRY(cae_arg_float(k, &a, (float)h->beta1));
-        CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - h->beta1)));
-        CAE_TRY(cae_arg_float(k, &a, (float)h->beta2));
-        CAE_TRY(cae_arg_float(k, &a, (float)(1.0 - h->beta2)));
-        CAE_TRY(cae_arg_float(k, &a, (float)(-(h->lr / bc1))));
-        CAE_TRY(cae_arg_float(k, &a, (float)sqrt(bc2)));
-        CAE_TRY(cae_arg_float(k, &a, (float)h->eps));
-        CAE_TRY(cae_launch_1d(ctx, k, t->chunk_elems[c]));
+    if (!lr_scale) {
+        /* one launch per buffer: its decayed prefix and undecayed rest */
+        for (int c = 0; c < t->n_chunks; c++)
+            CAE_TRY(update(o, h, k, c, 0, t->chunk_elems[c], t->chunk_decay_elems[c], h->lr));
+    } else {
+        /* one launch per tensor at its own lr (the gaps keep zero moments
+         * and are never updated) */
+        for (size_t i = 0; i < t->n; i++) {
+            const cae_param *p = &t->p[i];
+            CAE_TRY(update(o, h, k, p->chunk, p->off, p->numel, p->decay ? p->numel : 0,
+                           h->lr * lr_scale[i]));
+        }
     }
     o->steps++;
     return 0;

@@ -29,6 +29,13 @@ void cae_adamw_free(cae_adamw *o);
  * device float grad_norm; gradients are clipped on the device (no host
  * round trip); then the update with bias correction for step t+1. */
 int cae_adamw_step(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm);
+/* The same with a learning-rate factor per table entry (layer-wise lr
+ * decay, as torch.optim.AdamW parameter groups with lr = h->lr *
+ * lr_scale[i]): tensor i steps at lr * lr_scale[i] and, when its entry
+ * decays, decays by lr * lr_scale[i] * weight_decay. One launch per
+ * tensor; lr_scale NULL is cae_adamw_step. */
+int cae_adamw_step_scaled(cae_adamw *o, const cae_adamw_hparams *h, const double *lr_scale,
+                          cae_buf grad_norm);
 
 /* State for checkpoints: first/second moment arenas and the step count. */
 const cae_arena *cae_adamw_exp_avg(const cae_adamw *o);
