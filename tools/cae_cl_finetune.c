@@ -31,6 +31,8 @@
 #include "data/randaug.h"
 #include "data/dataset.h"
 #include "data/rng.h"
+#include "allreduce.h"
+#include "dist.h"
 #include "errors.h"
 #include "finetune_model.h"
 #include "layer_decay.h"
@@ -64,7 +66,9 @@ typedef struct {
     uint64_t *batch_seeds;
     struct loader_state *loaders; /* one per --num_workers thread */
     int n_workers;
-    FILE *log, *metrics;
+    FILE *log, *metrics;     /* rank 0's */
+    cae_dist *dist;          /* under mpirun: data parallel, --batch_size per rank */
+    cae_allreduce *ar;       /* gradient averages (world > 1) */
 } tuner;
 
 /* ---- data ---- */
@@ -155,8 +159,12 @@ static int evaluate(tuner *t, eval_result *r)
     size_t n = cae_dataset_len(t->val), K = t->K;
     size_t top5 = K < 5 ? K : 5, c1 = 0, c5 = 0;
     double loss = 0;
+    /* --dist_eval under mpirun: batch b on rank b % world, sums over ranks */
+    const int shard = t->a.dist_eval && t->dist->world > 1;
     for (size_t s = 0; s < n; s += t->B) {
         size_t m = n - s < t->B ? n - s : t->B;
+        if (shard && (s / t->B) % (size_t)t->dist->world != (size_t)t->dist->rank)
+            continue;
         for (size_t i = 0; i < m; i++)
             t->batch_idx[i] = s + i;
         CAE_TRY(load_batch(t, t->val, NULL, m));
@@ -176,6 +184,13 @@ static int evaluate(tuner *t, eval_result *r)
             c1 += rank < 1;
             c5 += rank < top5;
         }
+    }
+    if (shard) {
+        double sums[3] = {loss, (double)c1, (double)c5};
+        CAE_TRY(cae_dist_sum(t->dist, sums, 3));
+        loss = sums[0];
+        c1 = (size_t)sums[1];
+        c5 = (size_t)sums[2];
     }
     r->n = n;
     r->loss = loss / (double)n;
@@ -244,6 +259,8 @@ static int save(tuner *t, uint64_t epoch, uint64_t step)
     cae_ckpt_meta meta;
     char path[4200], old[4200];
     size_t used = 0;
+    if (t->dist->rank != 0) /* the ranks' parameters are identical: rank 0 writes */
+        return 0;
     memset(&meta, 0, sizeof meta);
     meta.epoch = epoch;
     meta.step = step;
@@ -344,7 +361,8 @@ static int setup(tuner *t)
     CAE_TRY(cae_config_finish(&a->model));
     t->B = (size_t)a->batch_size;
     t->S = (size_t)a->model.input_size;
-    CAE_TRY(make_dir(a->output_dir));
+    if (t->dist->rank == 0)
+        CAE_TRY(make_dir(a->output_dir));
     CAE_TRY(cae_dataset_open_split(&t->train, a->data_path, "train"));
     CAE_TRY(cae_dataset_open_split(&t->val, a->data_path, "val"));
     t->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(t->train);
@@ -353,8 +371,13 @@ static int setup(tuner *t)
                    cae_dataset_len(t->train));
         return -1;
     }
+    opt.device_slot = t->dist->device_slot;
+    if (t->dist->world > 1)
+        opt.host_threads = t->dist->host_threads;
     CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     t->have_ctx = 1;
+    if (t->dist->world > 1)
+        CAE_TRY(cae_dist_device_table(t->dist, &t->ctx));
     printf("device: %s (%s)\nmodel: input %d patch %d, encoder %dx%d, %d heads, mlp %d, layer "
            "scale %g, drop path %g; mean pooling, fc_norm, head of %zu classes\n"
            "train: %s\nval: %s\n",
@@ -398,9 +421,17 @@ static int setup(tuner *t)
         }
     }
     cae_layer_decay_scales(&t->model.table, a->model.depth, a->layer_decay, t->lr_scale);
+    if (t->dist->world > 1) {
+        /* every rank starts from the same parameters (same seed or file): checked */
+        CAE_TRY(cae_dist_check_sync(t->dist, &t->ctx, &t->model.table, &t->model.params, 0));
+        CAE_TRY(cae_allreduce_new(&t->ar, &t->ctx, &t->model.table, &t->model.grads,
+                                  t->dist->comm, (size_t)25 << 20));
+    }
+    fflush(stdout);
+    if (t->dist->rank != 0)
+        return 0;
     t->log = open_out(a->output_dir, "log.txt");
     t->metrics = open_out(a->output_dir, "metrics.jsonl");
-    fflush(stdout);
     return t->log && t->metrics ? 0 : -1;
 }
 
@@ -409,11 +440,13 @@ static int run(tuner *t)
     cae_args *a = &t->a;
     cae_cls_train_cfg aug;
     cae_mixup_cfg mix = {0};
-    size_t n_train = cae_dataset_len(t->train), steps = n_train / t->B; /* drop_last */
+    const size_t world = (size_t)t->dist->world, rank = (size_t)t->dist->rank;
+    const size_t G = t->B * world; /* the global batch: rank r takes its r-th slice */
+    size_t n_train = cae_dataset_len(t->train), steps = n_train / G; /* drop_last */
     size_t *perm = NULL;
     cae_schedule sched = {0};
     cae_adamw_hparams h = {0};
-    double best = -1, t_start = cae_now_ms(), scale = (double)t->B / 256.0;
+    double best = -1, t_start = cae_now_ms(), scale = (double)G / 256.0;
     int best_epoch = -1, rc = -1;
     uint64_t step = 0, start_epoch = 0;
     char found[4200];
@@ -432,6 +465,10 @@ static int run(tuner *t)
             goto out;
         printf("Accuracy of the network on the %zu test images: %.1f%% (acc5 %.1f%%, loss %.4f)\n",
                ev.n, ev.acc1, ev.acc5, ev.loss);
+        if (rank != 0) {
+            rc = 0;
+            goto out;
+        }
         fprintf(t->log, "{\"test_loss\": %.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g}\n",
                 ev.loss, ev.acc1, ev.acc5);
         rc = fflush(t->log) == 0 ? 0 : -1;
@@ -500,10 +537,10 @@ static int run(tuner *t)
     h.beta2 = 0.999;
     h.eps = a->opt_eps;
     h.clip_grad = a->clip_grad;
-    printf("LR = %.8f (%g * batch %zu / 256), min_lr %.3g, warmup_lr %.3g; AdamW, weight decay "
+    printf("LR = %.8f (%g * global batch %zu / 256), min_lr %.3g, warmup_lr %.3g; AdamW, weight decay "
            "%g, layer decay %g (%d layers), smoothing %g, drop path %g, clip_grad %s\n"
            "%d epochs (%d warmup) of %zu steps\n",
-           sched.base, a->lr, t->B, sched.final, sched.start_warmup, a->weight_decay,
+           sched.base, a->lr, G, sched.final, sched.start_warmup, a->weight_decay,
            a->layer_decay, a->model.depth + 2, a->smoothing, a->model.drop_path,
            a->clip_grad > 0 ? "on" : "none", a->epochs, a->warmup_epochs, steps);
     fflush(stdout);
@@ -527,7 +564,7 @@ static int run(tuner *t)
                        (unsigned long long)step, (unsigned long long)epoch, steps);
             goto out;
         }
-        for (size_t i = 0; i < first * t->B; i++)
+        for (size_t i = 0; i < first * G; i++)
             (void)cae_rng_next(&r);
         for (size_t s = first; s < steps; s++, step++) {
             double loss;
@@ -541,19 +578,34 @@ static int run(tuner *t)
             }
             lr = cae_schedule_at(&sched, step);
             h.lr = lr;
-            for (size_t i = 0; i < t->B; i++) {
-                t->batch_idx[i] = perm[s * t->B + i];
-                t->batch_seeds[i] = cae_rng_next(&r);
+            /* every rank draws the whole global batch's seeds and keeps its
+             * slice, so a sample's augmentation does not depend on the ranks */
+            for (size_t g = 0; g < G; g++) {
+                uint64_t seed = cae_rng_next(&r);
+                if (g / t->B != rank)
+                    continue;
+                t->batch_idx[g - rank * t->B] = perm[s * G + g];
+                t->batch_seeds[g - rank * t->B] = seed;
             }
             if (load_batch(t, t->train, &aug, t->B) != 0)
                 goto out;
-            /* mixed images and smoothed, mixed targets; draws from (seed, step) */
-            if (cae_mixup_apply(&mix, (uint64_t)a->seed * 0x9e3779b97f4a7c15ULL ^ step, t->images,
-                                t->B, (int)t->S, t->labels, t->targets, NULL) != 0)
+            /* mixed images and smoothed, mixed targets within each rank's
+             * batch (as DDP); draws from (seed, step, rank) */
+            if (cae_mixup_apply(&mix, ((uint64_t)a->seed * 0x9e3779b97f4a7c15ULL ^ step) + rank,
+                                t->images, t->B, (int)t->S, t->labels, t->targets, NULL) != 0)
                 goto out;
-            if (cae_ft_train_step(&t->model, t->images, t->targets, (uint64_t)a->seed, step,
-                                  &loss) != 0 ||
-                cae_adamw_step_scaled(t->opt, &h, t->lr_scale, (cae_buf){t->norm_mem, 0}) != 0)
+            /* drop path per rank from (seed, rank); the gradients averaged over
+             * ranks before the update (clipping, if on, sees the average) */
+            if (cae_ft_train_step(&t->model, t->images, t->targets,
+                                  (uint64_t)a->seed + rank * 0x9e3779b97f4a7c15ULL, step,
+                                  &loss) != 0)
+                goto out;
+            if (world > 1) {
+                if (cae_allreduce_finish(t->ar) != 0 || cae_dist_sum(t->dist, &loss, 1) != 0)
+                    goto out;
+                loss /= (double)world;
+            }
+            if (cae_adamw_step_scaled(t->opt, &h, t->lr_scale, (cae_buf){t->norm_mem, 0}) != 0)
                 goto out;
             if (!isfinite(loss)) {
                 cae_errorf("epoch %llu step %zu: loss is %g; stopping", (unsigned long long)epoch,
@@ -574,6 +626,11 @@ static int run(tuner *t)
         if (ev.acc1 > best) {
             best = ev.acc1;
             best_epoch = (int)epoch;
+        }
+        if (rank != 0) { /* rank 0 reports and writes */
+            if (save(t, epoch + 1, step) != 0)
+                goto out;
+            continue;
         }
         printf("epoch %llu: train_loss %.4f lr %.5g | test_loss %.4f acc1 %.2f%% acc5 %.2f%% on %zu "
                "images | %.1f s | Max accuracy: %.2f%%\n",
@@ -597,6 +654,10 @@ static int run(tuner *t)
         if (save(t, epoch + 1, step) != 0)
             goto out;
     }
+    if (rank != 0) {
+        rc = 0;
+        goto out;
+    }
     printf("Max accuracy: %.2f%% at epoch %d (wall time %.1f s)\n", best, best_epoch,
            (cae_now_ms() - t_start) / 1e3);
     fprintf(t->log, "{\"max_accuracy\": %.6g, \"best_epoch\": %d}\n", best, best_epoch);
@@ -613,6 +674,8 @@ static void teardown(tuner *t)
     if (t->metrics)
         fclose(t->metrics);
     cae_adamw_free(t->opt);
+    if (t->ar)
+        cae_allreduce_free(t->ar);
     cae_release(&t->norm_mem);
     if (t->have_model)
         cae_ft_free(&t->model);
@@ -637,24 +700,44 @@ static void teardown(tuner *t)
     free(t->loaders);
 }
 
-int main(int argc, char **argv)
+/* Under mpirun every rank runs this; only rank 0 prints (as the official
+ * setup_for_distributed) and writes. */
+static int run_main(tuner *t, int argc, char **argv)
 {
-    static tuner t;
     int rc;
-    if (cae_args_parse(&t.a, argc, argv) != 0)
+    if (cae_args_parse(&t->a, argc, argv) != 0)
         return 2;
-    if (t.a.help) {
+    if (t->a.help) {
         cae_args_usage(stdout, "cae-cl-finetune",
                        "full fine-tuning of a CAE encoder (official tools/run_class_finetuning.py "
                        "flags);\nwithout --data_path: Fashion-MNIST's 60k/10k split with the "
-                       "built-in model");
+                       "built-in model;\nunder mpirun: data parallel, --batch_size per rank");
         return 0;
     }
-    if (t.a.list_devices)
+    if (t->a.list_devices)
         return cae_list_devices(stdout) == 0 ? 0 : 1;
-    t.argc = argc;
-    t.argv = argv;
-    rc = setup(&t) == 0 && run(&t) == 0 ? 0 : 1;
-    teardown(&t);
+    t->argc = argc;
+    t->argv = argv;
+    rc = setup(t) == 0 && run(t) == 0 ? 0 : 1;
+    if (rc != 0 && t->dist->world > 1)
+        cae_dist_abort(t->dist, 1, "fine-tuning failed (the cause is above)");
+    teardown(t);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static tuner t;
+    static cae_dist dist;
+    int rc;
+    if (cae_dist_init(&dist, &argc, &argv) != 0)
+        return 1;
+    t.dist = &dist;
+    if (dist.world > 1)
+        cae_error_set_rank(dist.rank);
+    if (dist.rank != 0 && freopen("/dev/null", "w", stdout) == NULL)
+        cae_errorf("warning: cannot silence rank %d's progress output", dist.rank);
+    rc = run_main(&t, argc, argv);
+    cae_dist_finalize(&dist);
     return rc;
 }
