@@ -332,8 +332,7 @@ static int scan(cae_args *a, int argc, char **argv, int only_model)
     return 0;
 }
 
-/* Whether argv names this flag (as --name or --name=...). */
-static int given(int argc, char **argv, const char *name)
+int cae_args_given(int argc, char **argv, const char *name)
 {
     size_t n = strlen(name);
     for (int i = 1; i < argc; i++)
@@ -346,8 +345,8 @@ static int given(int argc, char **argv, const char *name)
 int cae_args_parse(cae_args *a, int argc, char **argv)
 {
     defaults(a);
-    a->model_given = given(argc, argv, "model");
-    if (!given(argc, argv, "data_path"))
+    a->model_given = cae_args_given(argc, argv, "model");
+    if (!cae_args_given(argc, argv, "data_path"))
         builtin_defaults(a, !a->model_given);
     CAE_TRY(scan(a, argc, argv, 1));
     if (a->model_given)

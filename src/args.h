@@ -55,6 +55,9 @@ typedef struct {
 /* Defaults, then argv; the --model preset applies before the size flags,
  * wherever it appears. Returns 0, or -1 after one line naming the flag. */
 int cae_args_parse(cae_args *a, int argc, char **argv);
+/* Whether argv names this flag (as --name or --name=...): programs set
+ * their own defaults for flags the user did not give. */
+int cae_args_given(int argc, char **argv, const char *name);
 /* Decide the target from --discrete_vae_type and --discrete_vae_weight_path:
  * the DALL-E tokenizer's labels when its weights are given, else the
  * masked patches' pixels (model.pixel_target, norm_pix_loss, and no

@@ -122,9 +122,6 @@ typedef struct {
     cae_probe_ranks ranks;
 } cae_probe;
 
-/* 1 when --name (or --name=...) is on the command line. */
-int cae_probe_flag_given(int argc, char **argv, const char *name);
-
 /* Checks the common flags, opens the splits, the device, the output folder
  * and the logs, builds and loads the encoder; features will be `pool`. */
 int cae_probe_setup(cae_probe *p, cae_pool pool);
@@ -152,10 +149,6 @@ int cae_probe_augmented(cae_probe *p, const size_t *idx, cae_rng *r, float *feat
                         int32_t *labels);
 
 /* ---- probe_io.c ---- */
-int cae_probe_make_dir(const char *dir);
-/* <dir>/<name> opened for appending */
-FILE *cae_probe_open_out(const char *dir, const char *name);
-
 /* One named host tensor of a head checkpoint. */
 typedef struct {
     const char *name;

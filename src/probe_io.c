@@ -9,44 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-int cae_probe_make_dir(const char *dir)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) {
-        cae_errorf("--output_dir '%s': invalid", dir);
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (char *c = tmp + 1; *c; c++) {
-        if (*c != '/')
-            continue;
-        *c = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            cae_errorf("--output_dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
-            return -1;
-        }
-        *c = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-FILE *cae_probe_open_out(const char *dir, const char *name)
-{
-    char path[4200];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "a");
-    if (!f)
-        cae_errorf("%s: cannot open: %s", path, strerror(errno));
-    return f;
-}
 
 int cae_probe_save(const char *path, const cae_probe_tensor *t, size_t n, const char *const *meta,
                    size_t n_meta, const cae_probe_state *st)

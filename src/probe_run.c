@@ -10,16 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cae_probe_flag_given(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
-            (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
-            return 1;
-    return 0;
-}
-
 static void *xcalloc(size_t n, size_t size, int *fail)
 {
     void *v = calloc(n ? n : 1, size);
@@ -70,7 +60,7 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     p->D = (size_t)a->model.embed_dim;
     p->S = (size_t)a->model.input_size;
     if (r0)
-        CAE_TRY(cae_probe_make_dir(a->output_dir));
+        CAE_TRY(cae_output_dir_make(a->output_dir));
     CAE_TRY(cae_dataset_open_split(&p->train, a->data_path, "train"));
     CAE_TRY(cae_dataset_open_split(&p->val, a->data_path, "val"));
     p->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(p->train);
@@ -118,8 +108,8 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     }
     if (!r0)
         return 0; /* rank 0 alone writes */
-    p->log = cae_probe_open_out(a->output_dir, "log.txt");
-    p->metrics = cae_probe_open_out(a->output_dir, "metrics.jsonl");
+    p->log = cae_output_open(a->output_dir, "log.txt");
+    p->metrics = cae_output_open(a->output_dir, "metrics.jsonl");
     return p->log && p->metrics ? 0 : -1;
 }
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +19,33 @@ double cae_now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-static FILE *open_append(const char *dir, const char *name)
+int cae_output_dir_make(const char *dir)
+{
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp) {
+        cae_errorf("--output_dir '%s': invalid", dir);
+        return -1;
+    }
+    memcpy(tmp, dir, n + 1);
+    for (char *c = tmp + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+            cae_errorf("--output_dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
+            return -1;
+        }
+        *c = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+FILE *cae_output_open(const char *dir, const char *name)
 {
     char path[4096];
     FILE *f;
@@ -34,8 +61,8 @@ int cae_train_log_open(cae_train_log *l, const char *output_dir, int pixel_targe
     memset(l, 0, sizeof *l);
     l->pixel_target = pixel_target;
     l->tty = isatty(fileno(stderr));
-    l->metrics = open_append(output_dir, "metrics.jsonl");
-    l->log = l->metrics ? open_append(output_dir, "log.txt") : NULL;
+    l->metrics = cae_output_open(output_dir, "metrics.jsonl");
+    l->log = l->metrics ? cae_output_open(output_dir, "log.txt") : NULL;
     if (!l->metrics || !l->log) {
         cae_train_log_close(l);
         return -1;

@@ -38,6 +38,13 @@ int cae_train_log_step(cae_train_log *l, const cae_step_metrics *m, uint64_t ste
 /* Writes the epoch's log.txt line and resets the averages. */
 int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters);
 
+/* The programs' output folder: mkdir -p, one line naming --output_dir and
+ * the part that could not be created. */
+int cae_output_dir_make(const char *dir);
+/* dir/name opened for appending (a resumed run continues the file); NULL
+ * after one line naming the file. */
+FILE *cae_output_open(const char *dir, const char *name);
+
 double cae_now_ms(void);
 
 #endif

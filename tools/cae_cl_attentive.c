@@ -178,21 +178,21 @@ static int head_sync(void *self)
  * there) and trains 10 epochs with 1 of warmup. */
 static void attentive_defaults(cae_args *a, int argc, char **argv)
 {
-    if (!cae_probe_flag_given(argc, argv, "blr"))
+    if (!cae_args_given(argc, argv, "blr"))
         a->blr = 0.05;
-    if (!cae_probe_flag_given(argc, argv, "epochs"))
+    if (!cae_args_given(argc, argv, "epochs"))
         a->epochs = a->builtin_data ? 10 : 90;
-    if (!cae_probe_flag_given(argc, argv, "warmup_epochs"))
+    if (!cae_args_given(argc, argv, "warmup_epochs"))
         a->warmup_epochs = a->builtin_data ? 1 : 10;
-    if (!cae_probe_flag_given(argc, argv, "batch_size"))
+    if (!cae_args_given(argc, argv, "batch_size"))
         a->batch_size = 256;
-    if (!cae_probe_flag_given(argc, argv, "weight_decay"))
+    if (!cae_args_given(argc, argv, "weight_decay"))
         a->weight_decay = 0.0;
-    if (!cae_probe_flag_given(argc, argv, "min_lr"))
+    if (!cae_args_given(argc, argv, "min_lr"))
         a->min_lr = 1e-6;
-    if (!cae_probe_flag_given(argc, argv, "opt"))
+    if (!cae_args_given(argc, argv, "opt"))
         a->opt = "sgd";
-    if (!cae_probe_flag_given(argc, argv, "output_dir"))
+    if (!cae_args_given(argc, argv, "output_dir"))
         a->output_dir = "output-attentive";
 }
 
@@ -202,7 +202,7 @@ static int run_attentive(cae_probe *p, attentive_head *h, int argc, char **argv)
 {
     cae_probe_head ops = {"attentive", 0, 1, head_step, head_logits, head_save, head_load,
                           head_sync};
-    int rc = 1, lr_given = cae_probe_flag_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
+    int rc = 1, lr_given = cae_args_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
     size_t global;
     attentive_defaults(&p->a, argc, argv);
     /* the official model's final norm is an identity with --use_mean_pooling */

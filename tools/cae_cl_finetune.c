@@ -45,7 +45,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -201,53 +200,6 @@ static int evaluate(tuner *t, eval_result *r)
 
 /* ---- files ---- */
 
-static int make_dir(const char *dir)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) {
-        cae_errorf("--output_dir '%s': invalid", dir);
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (char *c = tmp + 1; *c; c++) {
-        if (*c != '/')
-            continue;
-        *c = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            cae_errorf("--output_dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
-            return -1;
-        }
-        *c = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static FILE *open_out(const char *dir, const char *name)
-{
-    char path[4200];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "a");
-    if (!f)
-        cae_errorf("%s: cannot open: %s", path, strerror(errno));
-    return f;
-}
-
-static int given(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, n) == 0 &&
-            (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
-            return 1;
-    return 0;
-}
-
 static void ckpt_path(const tuner *t, uint64_t epoch, char *path, size_t size)
 {
     snprintf(path, size, "%s/checkpoint-%llu.safetensors", t->a.output_dir,
@@ -319,27 +271,27 @@ static int setup(tuner *t)
 
     /* run_class_finetuning.py's defaults where the pretraining ones differ;
      * the built-in Fashion-MNIST run is short (2 epochs, 1 of warmup) */
-    if (!given(argc, argv, "lr") && !given(argc, argv, "blr"))
+    if (!cae_args_given(argc, argv, "lr") && !cae_args_given(argc, argv, "blr"))
         a->lr = a->builtin_data ? 2e-3 : 5e-4;
-    if (given(argc, argv, "blr"))
+    if (cae_args_given(argc, argv, "blr"))
         a->lr = a->blr;
-    if (!given(argc, argv, "min_lr"))
+    if (!cae_args_given(argc, argv, "min_lr"))
         a->min_lr = 1e-6;
-    if (!given(argc, argv, "warmup_lr"))
+    if (!cae_args_given(argc, argv, "warmup_lr"))
         a->warmup_lr = 1e-6;
-    if (!given(argc, argv, "epochs"))
+    if (!cae_args_given(argc, argv, "epochs"))
         a->epochs = a->builtin_data ? 2 : 30;
-    if (!given(argc, argv, "warmup_epochs"))
+    if (!cae_args_given(argc, argv, "warmup_epochs"))
         a->warmup_epochs = a->builtin_data ? 1 : 5;
-    if (!given(argc, argv, "warmup_steps"))
+    if (!cae_args_given(argc, argv, "warmup_steps"))
         a->warmup_steps = -1;
-    if (!given(argc, argv, "batch_size"))
+    if (!cae_args_given(argc, argv, "batch_size"))
         a->batch_size = a->builtin_data ? 128 : 64;
-    if (!given(argc, argv, "clip_grad"))
+    if (!cae_args_given(argc, argv, "clip_grad"))
         a->clip_grad = 0; /* official: None */
-    if (!given(argc, argv, "drop_path"))
+    if (!cae_args_given(argc, argv, "drop_path"))
         a->model.drop_path = 0.1;
-    if (!given(argc, argv, "output_dir"))
+    if (!cae_args_given(argc, argv, "output_dir"))
         a->output_dir = "output-finetune";
     if (!a->finetune && !(a->eval && a->resume)) {
         cae_errorf("--finetune: give the encoder (a checkpoint or weights .safetensors) or 'random'");
@@ -354,7 +306,7 @@ static int setup(tuner *t)
     }
     a->model.pixel_target = 1;
     /* masking is pretraining's: any valid count, so the check passes */
-    if (!given(argc, argv, "num_mask_patches") && a->model.patch_size > 0) {
+    if (!cae_args_given(argc, argv, "num_mask_patches") && a->model.patch_size > 0) {
         int g = a->model.input_size / a->model.patch_size;
         a->model.num_mask_patches = g * g > 1 ? g * g / 2 : 1;
     }
@@ -362,7 +314,7 @@ static int setup(tuner *t)
     t->B = (size_t)a->batch_size;
     t->S = (size_t)a->model.input_size;
     if (t->dist->rank == 0)
-        CAE_TRY(make_dir(a->output_dir));
+        CAE_TRY(cae_output_dir_make(a->output_dir));
     CAE_TRY(cae_dataset_open_split(&t->train, a->data_path, "train"));
     CAE_TRY(cae_dataset_open_split(&t->val, a->data_path, "val"));
     t->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(t->train);
@@ -430,8 +382,8 @@ static int setup(tuner *t)
     fflush(stdout);
     if (t->dist->rank != 0)
         return 0;
-    t->log = open_out(a->output_dir, "log.txt");
-    t->metrics = open_out(a->output_dir, "metrics.jsonl");
+    t->log = cae_output_open(a->output_dir, "log.txt");
+    t->metrics = cae_output_open(a->output_dir, "metrics.jsonl");
     return t->log && t->metrics ? 0 : -1;
 }
 

@@ -223,15 +223,15 @@ static void init_head(linear_head *h, long seed)
  * (cheap with --cache_features) */
 static void linear_defaults(cae_args *a, int argc, char **argv)
 {
-    if (!cae_probe_flag_given(argc, argv, "blr"))
+    if (!cae_args_given(argc, argv, "blr"))
         a->blr = a->builtin_data ? 10.0 : 0.1;
-    if (!cae_probe_flag_given(argc, argv, "epochs"))
+    if (!cae_args_given(argc, argv, "epochs"))
         a->epochs = a->builtin_data ? 50 : 90;
-    if (!cae_probe_flag_given(argc, argv, "warmup_epochs"))
+    if (!cae_args_given(argc, argv, "warmup_epochs"))
         a->warmup_epochs = a->builtin_data ? 5 : 10;
-    if (!cae_probe_flag_given(argc, argv, "batch_size"))
+    if (!cae_args_given(argc, argv, "batch_size"))
         a->batch_size = a->builtin_data ? 256 : 512;
-    if (!cae_probe_flag_given(argc, argv, "output_dir"))
+    if (!cae_args_given(argc, argv, "output_dir"))
         a->output_dir = "output-linear";
 }
 

@@ -32,7 +32,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static volatile sig_atomic_t stop_signal;
 
@@ -62,32 +61,6 @@ typedef struct {
     uint64_t epoch, step; /* next epoch to run, global steps done */
     int have_ctx, have_model, have_log;
 } trainer;
-
-static int make_output_dir(const char *dir)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) {
-        cae_errorf("--output_dir '%s': invalid", dir);
-        return -1;
-    }
-    strcpy(tmp, dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-            cae_errorf("--output_dir %s: cannot create %s: %s", dir, tmp, strerror(errno));
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 static void record_cmdline(trainer *t, int argc, char **argv)
 {
@@ -261,7 +234,7 @@ static int setup(trainer *t)
     CAE_TRY(choose_target(t));
     CAE_TRY(cae_config_finish(&a->model));
     if (t->dist.rank == 0)
-        CAE_TRY(make_output_dir(a->output_dir));
+        CAE_TRY(cae_output_dir_make(a->output_dir));
     if (t->dist.world > 1 && MPI_Barrier(t->dist.comm) != MPI_SUCCESS) {
         cae_errorf("MPI_Barrier failed");
         return -1;
