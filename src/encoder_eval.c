@@ -8,6 +8,53 @@
 #include <stdlib.h>
 #include <string.h>
 
+int cae_patch_embed_upload(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                           size_t B)
+{
+    size_t N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
+    int32_t *idx = malloc(B * N * sizeof *idx);
+    float *pos = malloc((N + 1) * D * sizeof *pos);
+    int rc = -1;
+    if (!idx || !pos) {
+        cae_errorf("out of host memory");
+        goto out;
+    }
+    /* every patch of every image, in raster order; the position table */
+    for (size_t i = 0; i < B; i++)
+        for (size_t n = 0; n < N; n++)
+            idx[i * N + n] = (int32_t)n;
+    if (cae_write(ctx, b->idx, idx, B * N * 4) != 0 ||
+        cae_sincos_table(pos, (size_t)cfg->grid, D) != 0 ||
+        cae_write(ctx, b->pos, pos, (N + 1) * D * 4) != 0)
+        goto out;
+    rc = 0;
+out:
+    free(idx);
+    free(pos);
+    return rc;
+}
+
+int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                            cae_buf cls_token, cae_buf patch_w, cae_buf patch_b, cae_buf stream,
+                            size_t n)
+{
+    size_t N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
+    size_t P = (size_t)cfg->patch_size, S = (size_t)cfg->input_size;
+    CAE_TRY(cae_patchify(ctx, b->patches, b->samples, b->idx, n, N, S, P));
+    CAE_TRY(cae_linear_forward(ctx, b->emb, b->patches, patch_w, patch_b, n * N, 3 * P * P, D));
+    CAE_TRY(cae_gather_rows(ctx, b->emb, cae_buf_at(b->pos, D), 0, b->idx, n, N, D, 1));
+    /* tokens = [cls, patches]; the cls position embedding is zero */
+    CAE_TRY(cae_broadcast_row(ctx, b->cls_rows, cls_token, n, D));
+    CAE_TRY(cae_copy_blocks(ctx, stream, (N + 1) * D, b->cls_rows, D, n, D, 0));
+    return cae_copy_blocks(ctx, cae_buf_at(stream, D), (N + 1) * D, b->emb, N * D, n, N * D, 0);
+}
+
+static cae_patch_embed_bufs embed_bufs(const cae_encoder_eval *e)
+{
+    cae_patch_embed_bufs b = {e->samples, e->idx, e->pos, e->patches, e->emb, e->cls_rows};
+    return b;
+}
+
 static cae_buf view(const cae_encoder_eval *e, const char *name)
 {
     return cae_params_view(&e->table, &e->params, name);
@@ -37,8 +84,7 @@ int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *c
     cae_buf *slots[32];
     size_t n_slots = 0;
     cae_block_acts *a = &e->acts;
-    int32_t *idx = NULL;
-    float *pos = NULL;
+    cae_patch_embed_bufs eb;
 
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
@@ -110,26 +156,11 @@ int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *c
     for (size_t i = 0; i < n_slots; i++)
         slots[i]->mem = e->act_mem;
 
-    /* every patch of every image, in raster order; the position table */
-    idx = malloc(B * N * sizeof *idx);
-    pos = malloc((N + 1) * D * sizeof *pos);
-    if (!idx || !pos) {
-        cae_errorf("out of host memory");
+    eb = embed_bufs(e);
+    if (cae_patch_embed_upload(ctx, cfg, &eb, B) != 0)
         goto fail;
-    }
-    for (size_t b = 0; b < B; b++)
-        for (size_t n = 0; n < N; n++)
-            idx[b * N + n] = (int32_t)n;
-    if (cae_write(ctx, e->idx, idx, B * N * 4) != 0 ||
-        cae_sincos_table(pos, (size_t)cfg->grid, D) != 0 ||
-        cae_write(ctx, e->pos, pos, (N + 1) * D * 4) != 0)
-        goto fail;
-    free(idx);
-    free(pos);
     return 0;
 fail:
-    free(idx);
-    free(pos);
     cae_encoder_eval_free(e);
     return -1;
 }
@@ -216,7 +247,7 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
 {
     cae_ctx *ctx = e->ctx;
     const cae_config *c = &e->cfg;
-    size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim, P = (size_t)c->patch_size;
+    size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
     size_t S = (size_t)c->input_size;
     cae_block_dims dims = {n, N + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
 
@@ -227,12 +258,9 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
         return -1;
     }
     CAE_TRY(cae_write(ctx, e->samples, images, n * 3 * S * S * 4));
-    CAE_TRY(cae_patchify(ctx, e->patches, e->samples, e->idx, n, N, S, P));
-    CAE_TRY(cae_linear_forward(ctx, e->emb, e->patches, e->patch_w, e->patch_b, n * N, 3 * P * P, D));
-    CAE_TRY(cae_gather_rows(ctx, e->emb, cae_buf_at(e->pos, D), 0, e->idx, n, N, D, 1));
-    CAE_TRY(cae_broadcast_row(ctx, e->cls_rows, e->cls_token, n, D));
-    CAE_TRY(cae_copy_blocks(ctx, e->stream, (N + 1) * D, e->cls_rows, D, n, D, 0));
-    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(e->stream, D), (N + 1) * D, e->emb, N * D, n, N * D, 0));
+    cae_patch_embed_bufs eb = embed_bufs(e);
+    CAE_TRY(cae_patch_embed_forward(ctx, c, &eb, e->cls_token, e->patch_w, e->patch_b, e->stream,
+                                    n));
     /* in place: a block reads its input only before writing its output */
     for (int i = 0; i < c->depth; i++)
         CAE_TRY(cae_block_forward(ctx, &e->blocks[i], &e->acts, e->stream, e->stream, &dims,

@@ -39,6 +39,25 @@ typedef struct {
     cae_block_acts acts;
 } cae_encoder_eval;
 
+/* ---- shared by every encoder that sees all patches (this one and
+ * fine-tuning's trainable one) ---- */
+typedef struct {
+    cae_buf samples;           /* [B,3,S,S] input */
+    cae_buf idx;               /* int [B,N]: 0..N-1 per image */
+    cae_buf pos;               /* [N+1, D] the fixed sin-cos table (row 0: cls) */
+    cae_buf patches, emb;      /* [B*N, 3PP], [B*N, D] */
+    cae_buf cls_rows;          /* [B, D] */
+} cae_patch_embed_bufs;
+
+/* Write idx and pos (once, after planning) for batches of up to B images. */
+int cae_patch_embed_upload(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                           size_t B);
+/* stream [n, N+1, D] = [cls, patch embeddings + positions] of the n images in
+ * b->samples (the cls position is zero). */
+int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                            cae_buf cls_token, cae_buf patch_w, cae_buf patch_b, cae_buf stream,
+                            size_t n);
+
 /* Plan the encoder for batches of up to `batch` images of cfg's size. */
 int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch);
 void cae_encoder_eval_free(cae_encoder_eval *e);

@@ -2,6 +2,8 @@
  * finetune_model.h): its table, memory, loading, forward and backward. */
 #include "finetune_model.h"
 
+#include "encoder_eval.h"
+
 #include "ops/finetune.h"
 #include "ops/ops.h"
 #include "safetensors.h"
@@ -177,11 +179,15 @@ static int plan(cae_ft_model *m)
     return 0;
 }
 
+static cae_patch_embed_bufs embed_bufs(const cae_ft_model *m)
+{
+    cae_patch_embed_bufs b = {m->samples, m->idx, m->pos, m->patches, m->emb, m->cls_rows};
+    return b;
+}
+
 int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, size_t batch)
 {
-    size_t N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
-    int32_t *idx = NULL;
-    float *pos = NULL;
+    cae_patch_embed_bufs eb;
 
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
@@ -198,26 +204,11 @@ int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, 
         weights_view(m, &m->params, &m->W) != 0 || weights_view(m, &m->grads, &m->G) != 0 ||
         plan(m) != 0)
         goto fail;
-    /* every patch of every image, in raster order; the position table */
-    idx = malloc(batch * N * sizeof *idx);
-    pos = malloc((N + 1) * D * sizeof *pos);
-    if (!idx || !pos) {
-        cae_errorf("out of host memory");
+    eb = embed_bufs(m);
+    if (cae_patch_embed_upload(ctx, cfg, &eb, batch) != 0)
         goto fail;
-    }
-    for (size_t b = 0; b < batch; b++)
-        for (size_t n = 0; n < N; n++)
-            idx[b * N + n] = (int32_t)n;
-    if (cae_write(ctx, m->idx, idx, batch * N * 4) != 0 ||
-        cae_sincos_table(pos, (size_t)cfg->grid, D) != 0 ||
-        cae_write(ctx, m->pos, pos, (N + 1) * D * 4) != 0)
-        goto fail;
-    free(idx);
-    free(pos);
     return 0;
 fail:
-    free(idx);
-    free(pos);
     cae_ft_free(m);
     return -1;
 }
@@ -370,9 +361,10 @@ static void drops(const cae_ft_model *m, int i, int train, cae_buf *d1, cae_buf 
 
 static int forward(cae_ft_model *m, const float *images, size_t n, int train)
 {
+    cae_patch_embed_bufs eb;
     cae_ctx *ctx = m->ctx;
     const cae_config *c = &m->cfg;
-    size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim, P = (size_t)c->patch_size;
+    size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
     size_t S = (size_t)c->input_size;
     cae_block_dims dims = {n, N + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
 
@@ -381,15 +373,9 @@ static int forward(cae_ft_model *m, const float *images, size_t n, int train)
         return -1;
     }
     CAE_TRY(cae_write(ctx, m->samples, images, n * 3 * S * S * 4));
-    CAE_TRY(cae_patchify(ctx, m->patches, m->samples, m->idx, n, N, S, P));
-    CAE_TRY(cae_linear_forward(ctx, m->emb, m->patches, m->W.patch_w, m->W.patch_b, n * N,
-                               3 * P * P, D));
-    CAE_TRY(cae_gather_rows(ctx, m->emb, cae_buf_at(m->pos, D), 0, m->idx, n, N, D, 1));
-    /* tokens = [cls, patches]; the cls position embedding is zero */
-    CAE_TRY(cae_broadcast_row(ctx, m->cls_rows, m->W.cls_token, n, D));
-    CAE_TRY(cae_copy_blocks(ctx, m->stream[0], (N + 1) * D, m->cls_rows, D, n, D, 0));
-    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->stream[0], D), (N + 1) * D, m->emb, N * D, n,
-                            N * D, 0));
+    eb = embed_bufs(m);
+    CAE_TRY(cae_patch_embed_forward(ctx, c, &eb, m->W.cls_token, m->W.patch_w, m->W.patch_b,
+                                    m->stream[0], n));
     for (int i = 0; i < c->depth; i++) {
         cae_buf d1, d2;
         drops(m, i, train, &d1, &d2);
