@@ -37,6 +37,7 @@
 #include "finetune_model.h"
 #include "layer_decay.h"
 #include "optim.h"
+#include "probe.h"
 #include "schedule.h"
 #include "train_log.h"
 
@@ -148,16 +149,13 @@ static int load_batch(tuner *t, const cae_dataset *ds, const cae_cls_train_cfg *
 
 /* ---- evaluation ---- */
 
-typedef struct {
-    double loss, acc1, acc5;
-    size_t n;
-} eval_result;
 
-static int evaluate(tuner *t, eval_result *r)
+/* top-1, top-5 and mean cross-entropy on the val split, counted as the
+ * probes count them (src/probe_eval.c) */
+static int evaluate(tuner *t, cae_probe_result *r)
 {
-    size_t n = cae_dataset_len(t->val), K = t->K;
-    size_t top5 = K < 5 ? K : 5, c1 = 0, c5 = 0;
-    double loss = 0;
+    size_t n = cae_dataset_len(t->val);
+    cae_probe_counts c = {0};
     /* --dist_eval under mpirun: batch b on rank b % world, sums over ranks */
     const int shard = t->a.dist_eval && t->dist->world > 1;
     for (size_t s = 0; s < n; s += t->B) {
@@ -168,33 +166,17 @@ static int evaluate(tuner *t, eval_result *r)
             t->batch_idx[i] = s + i;
         CAE_TRY(load_batch(t, t->val, NULL, m));
         CAE_TRY(cae_ft_logits(&t->model, t->images, m, t->logits));
-        for (size_t i = 0; i < m; i++) {
-            const float *row = t->logits + i * K;
-            size_t label = (size_t)t->labels[i], rank = 0;
-            double mx = row[0], se = 0;
-            /* ties go to the lower index, as torch.topk on CPU */
-            for (size_t k = 0; k < K; k++) {
-                rank += row[k] > row[label] || (row[k] == row[label] && k < label);
-                mx = row[k] > mx ? row[k] : mx;
-            }
-            for (size_t k = 0; k < K; k++)
-                se += exp((double)row[k] - mx);
-            loss += mx + log(se) - (double)row[label];
-            c1 += rank < 1;
-            c5 += rank < top5;
-        }
+        cae_probe_count(&c, t->logits, t->labels, m, t->K);
     }
     if (shard) {
-        double sums[3] = {loss, (double)c1, (double)c5};
-        CAE_TRY(cae_dist_sum(t->dist, sums, 3));
-        loss = sums[0];
-        c1 = (size_t)sums[1];
-        c5 = (size_t)sums[2];
+        double sums[4] = {c.loss_sum, (double)c.c1, (double)c.c5, (double)c.n};
+        CAE_TRY(cae_dist_sum(t->dist, sums, 4));
+        c.loss_sum = sums[0];
+        c.c1 = (size_t)sums[1];
+        c.c5 = (size_t)sums[2];
+        c.n = (size_t)sums[3];
     }
-    r->n = n;
-    r->loss = loss / (double)n;
-    r->acc1 = 100.0 * (double)c1 / (double)n;
-    r->acc5 = 100.0 * (double)c5 / (double)n;
+    cae_probe_result_of(&c, r);
     return 0;
 }
 
@@ -409,7 +391,7 @@ static int run(tuner *t)
         goto out;
     }
     if (a->eval) {
-        eval_result ev;
+        cae_probe_result ev;
         if (a->resume && cae_checkpoint_load(a->resume, &t->ctx, &t->model.table,
                                              &t->model.params, NULL, NULL, NULL) != 0)
             goto out;
@@ -500,7 +482,7 @@ static int run(tuner *t)
         cae_rng r;
         double loss_sum = 0, lr = 0, t0 = cae_now_ms();
         size_t first, steps_run;
-        eval_result ev;
+        cae_probe_result ev;
         cae_rng_seed(&r, (uint64_t)a->seed * 1000003ULL + epoch);
         for (size_t i = 0; i < n_train; i++)
             perm[i] = i;
