@@ -1,8 +1,9 @@
-/* probe_ranks.c: the probes' multi-rank hooks over Open MPI (see
- * probe_ranks.h). The heads' tensors are small (tens of thousands of
- * floats): one blocking collective each. */
+/* probe_ranks.c: the probes' multi-rank hooks over Open MPI and their
+ * common main() (see probe_ranks.h). The heads' tensors are small (tens of
+ * thousands of floats): one blocking collective each. */
 #include "probe_ranks.h"
 
+#include "errors.h"
 #include "mpi_check.h"
 
 #include <limits.h>
@@ -44,4 +45,33 @@ void cae_probe_ranks_init(cae_probe_ranks *r, cae_dist *d)
     r->mean_f32 = mean_f32;
     r->sum_f64 = sum_f64;
     r->bcast_f32 = bcast_f32;
+}
+
+int cae_probe_main(int argc, char **argv, const cae_probe_program *prog, cae_probe *p,
+                   void *head_state)
+{
+    static cae_dist dist;
+    int rc;
+    if (cae_dist_init(&dist, &argc, &argv) != 0)
+        return 1;
+    if (dist.world > 1)
+        cae_error_set_rank(dist.rank);
+    cae_probe_ranks_init(&p->ranks, &dist);
+    if (cae_args_parse(&p->a, argc, argv) != 0) {
+        rc = 2;
+    } else if (p->a.help || p->a.list_devices) {
+        if (p->a.help && dist.rank == 0)
+            cae_args_usage(stdout, prog->name, prog->about);
+        rc = p->a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
+    } else if (p->a.eval && (!p->a.resume || !p->a.resume[0])) {
+        cae_errorf("--eval: give the head to evaluate with --resume (a checkpoint-%s.safetensors)",
+                   prog->head);
+        rc = 2;
+    } else {
+        rc = prog->run(p, head_state, argc, argv);
+        if (rc != 0 && dist.world > 1)
+            cae_dist_abort(&dist, 1, "%s probing failed (the cause is above)", prog->head);
+    }
+    cae_dist_finalize(&dist);
+    return rc;
 }

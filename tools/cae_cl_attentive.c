@@ -196,10 +196,11 @@ static void attentive_defaults(cae_args *a, int argc, char **argv)
         a->output_dir = "output-attentive";
 }
 
-/* The probe proper: 0, or 1 after the cause was reported; a failing rank
- * stops the others. */
-static int run_attentive(cae_probe *p, attentive_head *h, int argc, char **argv)
+/* The probe proper (cae_probe_program.run): 0, or 1 after the cause was
+ * reported. */
+static int run_attentive(cae_probe *p, void *head_state, int argc, char **argv)
 {
+    attentive_head *h = head_state;
     cae_probe_head ops = {"attentive", 0, 1, head_step, head_logits, head_save, head_load,
                           head_sync};
     int rc = 1, lr_given = cae_args_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
@@ -224,8 +225,6 @@ static int run_attentive(cae_probe *p, attentive_head *h, int argc, char **argv)
                    p->a.epochs, p->a.warmup_epochs, cae_probe_steps_per_epoch(p), p->a.min_lr);
         rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
     }
-    if (rc != 0 && p->ranks.world > 1)
-        cae_dist_abort(p->ranks.user, 1, "attentive probing failed (the cause is above)");
     head_free(h);
     cae_probe_teardown(p);
     return rc;
@@ -233,31 +232,13 @@ static int run_attentive(cae_probe *p, attentive_head *h, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    static const cae_probe_program prog = {
+        "cae-cl-attentive",
+        "attentive probing of a CAE encoder (official tools/run_attentive.py flags);\n"
+        "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model;\n"
+        "under mpirun: data parallel, --batch_size per rank",
+        "attentive", run_attentive};
     static cae_probe p;
     static attentive_head h;
-    static cae_dist dist;
-    int rc;
-    if (cae_dist_init(&dist, &argc, &argv) != 0)
-        return 1;
-    if (dist.world > 1)
-        cae_error_set_rank(dist.rank);
-    cae_probe_ranks_init(&p.ranks, &dist);
-    if (cae_args_parse(&p.a, argc, argv) != 0) {
-        rc = 2;
-    } else if (p.a.help || p.a.list_devices) {
-        if (p.a.help && dist.rank == 0)
-            cae_args_usage(stdout, "cae-cl-attentive",
-                           "attentive probing of a CAE encoder (official tools/run_attentive.py "
-                           "flags);\nwithout --data_path: Fashion-MNIST's 60k/10k split with the "
-                           "built-in model;\nunder mpirun: data parallel, --batch_size per rank");
-        rc = p.a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
-    } else if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
-        cae_errorf("--eval: give the head to evaluate with --resume "
-                   "(a checkpoint-attentive.safetensors)");
-        rc = 2;
-    } else {
-        rc = run_attentive(&p, &h, argc, argv);
-    }
-    cae_dist_finalize(&dist);
-    return rc;
+    return cae_probe_main(argc, argv, &prog, &p, &h);
 }

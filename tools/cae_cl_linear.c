@@ -235,10 +235,11 @@ static void linear_defaults(cae_args *a, int argc, char **argv)
         a->output_dir = "output-linear";
 }
 
-/* The probe proper: 0, or 1 after the cause was reported; a failing rank
- * stops the others. */
-static int run_linear(cae_probe *p, linear_head *h, int argc, char **argv)
+/* The probe proper (cae_probe_program.run): 0, or 1 after the cause was
+ * reported. */
+static int run_linear(cae_probe *p, void *head_state, int argc, char **argv)
 {
+    linear_head *h = head_state;
     cae_probe_head ops = {"linear", 0, 0, head_step, head_logits, head_save, head_load, head_sync};
     size_t global;
     int rc = 1;
@@ -257,8 +258,6 @@ static int run_linear(cae_probe *p, linear_head *h, int argc, char **argv)
                    cae_probe_steps_per_epoch(p));
         rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
     }
-    if (rc != 0 && p->ranks.world > 1)
-        cae_dist_abort(p->ranks.user, 1, "linear probing failed (the cause is above)");
     head_free(h);
     cae_probe_teardown(p);
     return rc;
@@ -266,30 +265,13 @@ static int run_linear(cae_probe *p, linear_head *h, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    static const cae_probe_program prog = {
+        "cae-cl-linear",
+        "linear probing of a CAE encoder (official tools/run_linear.py flags);\n"
+        "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model;\n"
+        "under mpirun: data parallel, --batch_size per rank",
+        "linear", run_linear};
     static cae_probe p;
     static linear_head h;
-    static cae_dist dist;
-    int rc;
-    if (cae_dist_init(&dist, &argc, &argv) != 0)
-        return 1;
-    if (dist.world > 1)
-        cae_error_set_rank(dist.rank);
-    cae_probe_ranks_init(&p.ranks, &dist);
-    if (cae_args_parse(&p.a, argc, argv) != 0) {
-        rc = 2;
-    } else if (p.a.help || p.a.list_devices) {
-        if (p.a.help && dist.rank == 0)
-            cae_args_usage(stdout, "cae-cl-linear",
-                           "linear probing of a CAE encoder (official tools/run_linear.py flags);\n"
-                           "without --data_path: Fashion-MNIST's 60k/10k split with the built-in "
-                           "model;\nunder mpirun: data parallel, --batch_size per rank");
-        rc = p.a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
-    } else if (p.a.eval && (!p.a.resume || !p.a.resume[0])) {
-        cae_errorf("--eval: give the head to evaluate with --resume (a checkpoint-linear.safetensors)");
-        rc = 2;
-    } else {
-        rc = run_linear(&p, &h, argc, argv);
-    }
-    cae_dist_finalize(&dist);
-    return rc;
+    return cae_probe_main(argc, argv, &prog, &p, &h);
 }

@@ -1,16 +1,16 @@
 #!/usr/bin/python3
 """fashion_probe_torch.py [CKPT] [--raw]: a PyTorch cross-check of linear
 probing on Fashion-MNIST (the Debian package dataset-fashion-mnist), to tell
-a weak encoder from a weak probe. With CKPT (a cae-cl checkpoint of the
-built-in model: 28x28, 4x4 patches, width 128, depth 4, 4 heads), the frozen
-encoder (cae_reference.Encoder, all patches) gives three features: the mean
-of the normed patch tokens (cae-cl-linear --use_mean_pooling), a LayerNorm
-of the mean of the pre-norm tokens (the official fc_norm style) and the cls
-token of the final norm; with --raw, the 784 raw pixels. Each feature gets
-the same head: BatchNorm1d(affine=False) + Linear, Adam lr 1e-2, 30 epochs
-of batch 1024, seed 0; prints the top-1 on the 10k test split. Images are
-normalized with mean = std = 0.5 and not resized (the official evaluation
-transform for inputs of 32 pixels or less)."""
+a weak encoder from a weak probe. With CKPT (a cae-cl checkpoint of a model
+on 28x28 inputs, sizes read from its metadata), the frozen encoder
+(cae_reference.Encoder, all patches) gives three features: the mean of the
+normed patch tokens (cae-cl-linear --use_mean_pooling), a LayerNorm of the
+mean of the pre-norm tokens (the official fc_norm style) and the cls token of
+the final norm; with --raw, the 784 raw pixels. Each feature gets the same
+head: BatchNorm1d(affine=False) + Linear, Adam lr 1e-2, 30 epochs of batch
+1024, seed 0; prints the top-1 on the 10k test split. Images are normalized
+with mean = std = 0.5 and not resized (the official evaluation transform for
+inputs of 32 pixels or less)."""
 import gzip
 import os
 import sys
@@ -34,12 +34,25 @@ def idx(name):
     return np.frombuffer(d[8:], np.uint8)
 
 
+def encoder_config(meta):
+    """The encoder's sizes from the checkpoint's resolved flags (metadata
+    'args', '... # resolved: --embed_dim 128 ...'); the built-in model's
+    where a flag is missing."""
+    sizes = dict(input_size=28, patch_size=4, embed_dim=128, depth=4, num_heads=4,
+                 mlp_ratio=4.0)
+    words = meta.get("args", "").split("# resolved:")[-1].split()
+    for flag, value in zip(words, words[1:]):
+        name = flag[2:]
+        if flag.startswith("--") and name in sizes:
+            sizes[name] = type(sizes[name])(value)
+    return CAEConfig(decoder_embed_dim=sizes["embed_dim"], decoder_num_heads=sizes["num_heads"],
+                     num_mask_patches=1, discrete_vae_type="pixel", **sizes)
+
+
 def encoder_features(path, x):
-    cfg = CAEConfig(input_size=28, patch_size=4, embed_dim=128, depth=4, num_heads=4,
-                    decoder_embed_dim=128, decoder_num_heads=4, num_mask_patches=24,
-                    discrete_vae_type="pixel")
+    tensors, meta = safetensors_io.load(path)
+    cfg = encoder_config(meta)
     enc = Encoder(cfg)
-    tensors, _ = safetensors_io.load(path)
     with torch.no_grad():
         for name, p in enc.named_parameters():
             p.copy_(torch.as_tensor(np.asarray(tensors["encoder." + name])).view_as(p))
