@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attentive.h"
+#include "fixture.h"
 #include "lars.h"
 #include "ops/batchnorm.h"
 #include "safetensors.h"
@@ -22,20 +23,10 @@
 
 #define REL_TOL 1e-5
 
-static void read_fixture(cae_st_file *f, const char *file)
-{
-    const char *s = getenv("CAE_TOP_SRCDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/eval/%s", s && *s ? s : ".", file);
-    ck_assert_msg(cae_st_read(f, path) == 0, "cannot read %s", path);
-}
-
+/* the F32 tensor name, with n elements */
 static const float *fx(const cae_st_file *f, const char *name, size_t n)
 {
-    const cae_st_tensor *t = cae_st_find(f, name);
-    ck_assert_msg(t != NULL, "fixture lacks %s", name);
-    ck_assert_msg(t->dtype == CAE_DT_F32 && t->numel == n, "%s: wrong dtype or size", name);
-    return t->data;
+    return tu_fx_f32s(f, n, "%s", name);
 }
 
 static double l2(const float *a, size_t n)
@@ -69,7 +60,7 @@ START_TEST(test_bn_fixture)
     const float eps[] = {1e-6f, 1e-5f};
     cae_st_file f;
     cae_ctx *ctx = tu_ctx();
-    read_fixture(&f, "bn.safetensors");
+    tu_fx_read(&f, "tests/fixtures/eval/bn.safetensors");
     for (int c = 0; c < 2; c++) {
         char name[64];
         float y[12 * 7], dx[12 * 7], rm[7], rv[7], ye[12 * 7];
@@ -118,7 +109,7 @@ START_TEST(test_lars_fixture)
     float p[2][40], mu[2][40] = {{0}};
     cae_st_file f;
     char key[128];
-    read_fixture(&f, "lars.safetensors");
+    tu_fx_read(&f, "tests/fixtures/eval/lars.safetensors");
     for (int t = 0; t < 2; t++) {
         snprintf(key, sizeof key, "param/%s", names[t]);
         memcpy(p[t], fx(&f, key, numel[t]), numel[t] * 4);
@@ -151,7 +142,7 @@ START_TEST(test_sgd_fixture)
     const char *runs[] = {"nesterov", "plain"};
     cae_st_file f;
     char key[128];
-    read_fixture(&f, "sgd.safetensors");
+    tu_fx_read(&f, "tests/fixtures/eval/sgd.safetensors");
     for (int r = 0; r < 2; r++) {
         float p[4][36], buf[4][36];
         cae_sgd o;
@@ -212,7 +203,7 @@ START_TEST(test_attentive_fixture)
     scale_of[CAE_ATT_NORM_V_B] = CAE_ATT_NORM_V_W;
     scale_of[CAE_ATT_V_BIAS] = CAE_ATT_V_W;
     scale_of[CAE_ATT_PROJ_B] = CAE_ATT_PROJ_W;
-    read_fixture(&f, "attentive.safetensors");
+    tu_fx_read(&f, "tests/fixtures/eval/attentive.safetensors");
     ck_assert_int_eq(cae_attentive_init(&a, tu_ctx(), B, T, D, H, K), 0);
     host = malloc(a.n_params * sizeof *host);
     grads = malloc(a.n_params * sizeof *grads);

@@ -14,6 +14,7 @@
 #include "data/augment_internal.h"
 #include "data/image.h"
 #include "data/masking.h"
+#include "fixture.h"
 #include "safetensors.h"
 
 #include <check.h>
@@ -28,11 +29,7 @@ static cae_st_file fx;
 
 static void fx_open(void)
 {
-    char path[4096];
-    const char *top = getenv("CAE_TOP_SRCDIR");
-    snprintf(path, sizeof path, "%s/tests/data/resize-fixtures.safetensors",
-             top && *top ? top : ".");
-    ck_assert_msg(cae_st_read(&fx, path) == 0, "cannot read %s", path);
+    tu_fx_read(&fx, "tests/data/resize-fixtures.safetensors");
 }
 
 static void fx_close(void)
@@ -40,48 +37,11 @@ static void fx_close(void)
     cae_st_free(&fx);
 }
 
-static const cae_st_tensor *fx_get(const char *fmt, int n, cae_dtype dt)
-{
-    char name[128];
-    const cae_st_tensor *t;
-    snprintf(name, sizeof name, fmt, n);
-    t = cae_st_find(&fx, name);
-    ck_assert_msg(t != NULL, "fixture tensor %s missing", name);
-    ck_assert_msg(t->dtype == dt, "fixture tensor %s: dtype %s", name, cae_dtype_name(t->dtype));
-    return t;
-}
-
-static int fx_count(const char *key)
-{
-    const char *v = cae_st_meta(&fx, key);
-    ck_assert_msg(v != NULL, "fixture metadata %s missing", key);
-    return atoi(v);
-}
-
-static int fx_int(const cae_st_tensor *t, size_t i)
-{
-    int32_t v;
-    ck_assert(i < t->numel);
-    memcpy(&v, (const char *)t->data + i * 4, 4);
-    return v;
-}
-
-static float fx_float(const cae_st_tensor *t, size_t i)
-{
-    float v;
-    ck_assert(i < t->numel);
-    memcpy(&v, (const char *)t->data + i * 4, 4);
-    return v;
-}
-
 /* image.K named by the case's <prefix>.N.image into img */
 static void fx_image(const char *prefix, int n, cae_image *img)
 {
-    char fmt[64];
-    const cae_st_tensor *idx, *t;
-    snprintf(fmt, sizeof fmt, "%s.%%d.image", prefix);
-    idx = fx_get(fmt, n, CAE_DT_I32);
-    t = fx_get("image.%d", fx_int(idx, 0), CAE_DT_U8);
+    const cae_st_tensor *idx = tu_fx_get(&fx, CAE_DT_I32, "%s.%d.image", prefix, n);
+    const cae_st_tensor *t = tu_fx_get(&fx, CAE_DT_U8, "image.%d", tu_fx_i32(idx, 0));
     ck_assert_int_eq(t->ndim, 3);
     ck_assert_int_eq(t->shape[2], 3);
     ck_assert_int_eq(cae_image_reserve(img, (int)t->shape[1], (int)t->shape[0]), 0);
@@ -107,14 +67,14 @@ static const char *filter_name[] = {"nearest", "box", "bilinear", "hamming", "bi
 
 START_TEST(test_resize_pillow)
 {
-    int ncase = fx_count("resize_cases");
+    int ncase = tu_fx_meta_int(&fx, "resize_cases");
     size_t total_diff = 0, total = 0;
     cae_image img = {0};
     ck_assert_int_ge(ncase, 60);
     for (int n = 0; n < ncase; n++) {
-        const cae_st_tensor *box_t = fx_get("resize.%d.box", n, CAE_DT_F64);
-        const cae_st_tensor *flt_t = fx_get("resize.%d.filter", n, CAE_DT_I32);
-        const cae_st_tensor *out_t = fx_get("resize.%d.out", n, CAE_DT_U8);
+        const cae_st_tensor *box_t = tu_fx_get(&fx, CAE_DT_F64, "resize.%d.box", n);
+        const cae_st_tensor *flt_t = tu_fx_get(&fx, CAE_DT_I32, "resize.%d.filter", n);
+        const cae_st_tensor *out_t = tu_fx_get(&fx, CAE_DT_U8, "resize.%d.out", n);
         int oh = (int)out_t->shape[0], ow = (int)out_t->shape[1], worst;
         double box[4];
         unsigned char *got = malloc(out_t->nbytes);
@@ -122,11 +82,11 @@ START_TEST(test_resize_pillow)
         ck_assert_ptr_nonnull(got);
         fx_image("resize", n, &img);
         memcpy(box, box_t->data, sizeof box);
-        ck_assert_int_eq(cae_resize(&img, box, ow, oh, (cae_filter)fx_int(flt_t, 0), got), 0);
+        ck_assert_int_eq(cae_resize(&img, box, ow, oh, (cae_filter)tu_fx_i32(flt_t, 0), got), 0);
         worst = max_abs_diff_u8(got, out_t->data, out_t->nbytes, &ndiff);
         ck_assert_msg(worst <= 1,
                       "case %d (%s, %dx%d box %g,%g,%g,%g -> %dx%d): max diff %d in %zu values",
-                      n, filter_name[fx_int(flt_t, 0)], img.width, img.height, box[0], box[1],
+                      n, filter_name[tu_fx_i32(flt_t, 0)], img.width, img.height, box[0], box[1],
                       box[2], box[3], ow, oh, worst, ndiff);
         total_diff += ndiff;
         total += out_t->nbytes;
@@ -216,20 +176,20 @@ END_TEST
 
 START_TEST(test_jitter_pillow)
 {
-    int ncase = fx_count("jitter_cases");
+    int ncase = tu_fx_meta_int(&fx, "jitter_cases");
     cae_image img = {0};
     ck_assert_int_ge(ncase, 8);
     for (int n = 0; n < ncase; n++) {
-        const cae_st_tensor *order = fx_get("jitter.%d.order", n, CAE_DT_I32);
-        const cae_st_tensor *factor = fx_get("jitter.%d.factor", n, CAE_DT_F32);
-        const cae_st_tensor *out = fx_get("jitter.%d.out", n, CAE_DT_U8);
+        const cae_st_tensor *order = tu_fx_get(&fx, CAE_DT_I32, "jitter.%d.order", n);
+        const cae_st_tensor *factor = tu_fx_get(&fx, CAE_DT_F32, "jitter.%d.factor", n);
+        const cae_st_tensor *out = tu_fx_get(&fx, CAE_DT_U8, "jitter.%d.out", n);
         cae_jitter j;
         size_t ndiff;
         int worst;
         fx_image("jitter", n, &img);
         for (int k = 0; k < 3; k++) {
-            j.order[k] = fx_int(order, (size_t)k);
-            j.factor[k] = fx_float(factor, (size_t)k);
+            j.order[k] = tu_fx_i32(order, (size_t)k);
+            j.factor[k] = tu_fx_f32(factor, (size_t)k);
         }
         cae_jitter_image(&j, img.rgb, img.width, img.height);
         ck_assert_uint_eq(out->nbytes, (size_t)img.width * img.height * 3);
@@ -247,39 +207,39 @@ END_TEST
 
 START_TEST(test_augment_pillow)
 {
-    int ncase = fx_count("augment_cases");
+    int ncase = tu_fx_meta_int(&fx, "augment_cases");
     cae_image img = {0};
     cae_augment_scratch *s = cae_augment_scratch_new();
     ck_assert_ptr_nonnull(s);
     ck_assert_int_ge(ncase, 4);
     for (int n = 0; n < ncase; n++) {
-        const cae_st_tensor *plan_t = fx_get("augment.%d.plan", n, CAE_DT_I32);
-        const cae_st_tensor *jit = fx_get("augment.%d.jitter", n, CAE_DT_F32);
-        const cae_st_tensor *ord = fx_get("augment.%d.order", n, CAE_DT_I32);
-        const cae_st_tensor *norm = fx_get("augment.%d.norm", n, CAE_DT_I32);
-        const cae_st_tensor *v1 = fx_get("augment.%d.view", n, CAE_DT_F32);
-        const cae_st_tensor *v2 = fx_get("augment.%d.view2", n, CAE_DT_F32);
+        const cae_st_tensor *plan_t = tu_fx_get(&fx, CAE_DT_I32, "augment.%d.plan", n);
+        const cae_st_tensor *jit = tu_fx_get(&fx, CAE_DT_F32, "augment.%d.jitter", n);
+        const cae_st_tensor *ord = tu_fx_get(&fx, CAE_DT_I32, "augment.%d.order", n);
+        const cae_st_tensor *norm = tu_fx_get(&fx, CAE_DT_I32, "augment.%d.norm", n);
+        const cae_st_tensor *v1 = tu_fx_get(&fx, CAE_DT_F32, "augment.%d.view", n);
+        const cae_st_tensor *v2 = tu_fx_get(&fx, CAE_DT_F32, "augment.%d.view2", n);
         cae_augment_cfg cfg = {0};
         cae_augment_plan p;
         float *got1, *got2;
         double tol1, worst1 = 0, worst2 = 0;
         fx_image("augment", n, &img);
         memset(&p, 0, sizeof p);
-        p.flip = fx_int(plan_t, 0);
-        p.i = fx_int(plan_t, 1);
-        p.jx = fx_int(plan_t, 2);
-        p.h = fx_int(plan_t, 3);
-        p.w = fx_int(plan_t, 4);
-        cfg.input_size = fx_int(plan_t, 5);
-        cfg.second_input_size = fx_int(plan_t, 6);
-        cfg.interp = (cae_filter)fx_int(plan_t, 7);
-        cfg.second_interp = (cae_filter)fx_int(plan_t, 8);
+        p.flip = tu_fx_i32(plan_t, 0);
+        p.i = tu_fx_i32(plan_t, 1);
+        p.jx = tu_fx_i32(plan_t, 2);
+        p.h = tu_fx_i32(plan_t, 3);
+        p.w = tu_fx_i32(plan_t, 4);
+        cfg.input_size = tu_fx_i32(plan_t, 5);
+        cfg.second_input_size = tu_fx_i32(plan_t, 6);
+        cfg.interp = (cae_filter)tu_fx_i32(plan_t, 7);
+        cfg.second_interp = (cae_filter)tu_fx_i32(plan_t, 8);
         cfg.crop_min = 0.08;
         cfg.crop_max = 1.0;
-        cfg.imagenet_mean_std = fx_int(norm, 0);
+        cfg.imagenet_mean_std = tu_fx_i32(norm, 0);
         for (int k = 0; k < 3; k++) {
-            p.j.order[k] = fx_int(ord, (size_t)k);
-            p.j.factor[k] = fx_float(jit, (size_t)k);
+            p.j.order[k] = tu_fx_i32(ord, (size_t)k);
+            p.j.factor[k] = tu_fx_f32(jit, (size_t)k);
             if (p.j.factor[k] != 1.0f)
                 p.jitter = 1;
         }
@@ -290,9 +250,9 @@ START_TEST(test_augment_pillow)
         ck_assert(got1 && got2);
         ck_assert_int_eq(cae_augment_apply(&cfg, &img, &p, s, got1, got2), 0);
         for (size_t i = 0; i < v1->numel; i++)
-            worst1 = fmax(worst1, fabs((double)got1[i] - fx_float(v1, i)));
+            worst1 = fmax(worst1, fabs((double)got1[i] - tu_fx_f32(v1, i)));
         for (size_t i = 0; i < v2->numel; i++)
-            worst2 = fmax(worst2, fabs((double)got2[i] - fx_float(v2, i)));
+            worst2 = fmax(worst2, fabs((double)got2[i] - tu_fx_f32(v2, i)));
         /* one level of 255 (the resampling tolerance), through the std */
         tol1 = 1.0 / 255 / (cfg.imagenet_mean_std ? 0.224 : 0.5) + 1e-6;
         ck_assert_msg(worst1 <= tol1, "augment case %d: view differs by %g", n, worst1);

@@ -11,6 +11,7 @@
  */
 #include "cae_config.h"
 #include "checkpoint.h"
+#include "fixture.h"
 #include "params.h"
 #include "runtime.h"
 #include "safetensors.h"
@@ -294,7 +295,6 @@ START_TEST(test_weights_only)
 {
     model src, dst;
     char path[300], fixture[1024], *err;
-    const char *top = getenv("CAE_TOP_SRCDIR");
     float **before[3];
     cae_ckpt_meta meta;
     cae_st_file f;
@@ -326,15 +326,14 @@ START_TEST(test_weights_only)
 
     /* the conformance fixture: official keys plus derived tables, no
      * format metadata: a weights file */
-    snprintf(fixture, sizeof fixture, "%s/tests/fixtures/tiny/weights.safetensors",
-             top && *top ? top : ".");
+    tu_src_path(fixture, sizeof fixture, "tests/fixtures/tiny/weights.safetensors");
     ck_assert_int_eq(cae_checkpoint_load(fixture, tu_ctx(), &dst.t, &dst.a[0], NULL, NULL, &meta), 0);
-    ck_assert_int_eq(cae_st_read(&f, fixture), 0);
+    tu_fx_read_path(&f, fixture);
     {
         float **img = snapshot(&dst, 0);
         for (size_t i = 0; i < dst.t.n; i++) {
             const cae_param *p = &dst.t.p[i];
-            ck_assert_msg(memcmp(img[p->chunk] + p->off, cae_st_find(&f, p->name)->data,
+            ck_assert_msg(memcmp(img[p->chunk] + p->off, tu_fx_find(&f, "%s", p->name)->data,
                                  p->numel * 4) == 0, "fixture tensor %s", p->name);
         }
         cae_arena_image_free(&dst.t, img);

@@ -22,6 +22,7 @@
 #include "data/mixup.h"
 #include "data/randaug.h"
 #include "data/rng.h"
+#include "fixture.h"
 #include "safetensors.h"
 
 #include <check.h>
@@ -35,62 +36,19 @@
 
 static cae_st_file fx;
 
-static void fx_open_named(const char *name)
-{
-    char path[4096];
-    const char *top = getenv("CAE_TOP_SRCDIR");
-    snprintf(path, sizeof path, "%s/tests/fixtures/cls_augment/%s", top && *top ? top : ".",
-             name);
-    ck_assert_msg(cae_st_read(&fx, path) == 0, "cannot read %s", path);
-}
-
 static void fx_open_ops(void)
 {
-    fx_open_named("ops.safetensors");
+    tu_fx_read(&fx, "tests/fixtures/cls_augment/ops.safetensors");
 }
 
 static void fx_open_mixup(void)
 {
-    fx_open_named("mixup.safetensors");
+    tu_fx_read(&fx, "tests/fixtures/cls_augment/mixup.safetensors");
 }
 
 static void fx_close(void)
 {
     cae_st_free(&fx);
-}
-
-static const cae_st_tensor *fx_get(const char *fmt, int n, cae_dtype dt)
-{
-    char name[128];
-    const cae_st_tensor *t;
-    snprintf(name, sizeof name, fmt, n);
-    t = cae_st_find(&fx, name);
-    ck_assert_msg(t != NULL, "fixture tensor %s missing", name);
-    ck_assert_msg(t->dtype == dt, "fixture tensor %s: dtype %s", name, cae_dtype_name(t->dtype));
-    return t;
-}
-
-static int fx_count(const char *key)
-{
-    const char *v = cae_st_meta(&fx, key);
-    ck_assert_msg(v != NULL, "fixture metadata %s missing", key);
-    return atoi(v);
-}
-
-static double fx_f64(const cae_st_tensor *t, size_t i)
-{
-    double v;
-    ck_assert(i < t->numel);
-    memcpy(&v, (const char *)t->data + i * 8, 8);
-    return v;
-}
-
-static int fx_i32(const cae_st_tensor *t, size_t i)
-{
-    int32_t v;
-    ck_assert(i < t->numel);
-    memcpy(&v, (const char *)t->data + i * 4, 4);
-    return v;
 }
 
 static const char *op_name[CAE_RA_NUM_OPS] = {
@@ -104,25 +62,26 @@ static const unsigned char fills[2][3] = {{128, 128, 128}, {124, 116, 104}};
 
 START_TEST(test_ops_pillow)
 {
-    int nimg = fx_count("images"), total = 0;
+    int nimg = tu_fx_meta_int(&fx, "images"), total = 0;
     int worst[CAE_RA_NUM_OPS] = {0}, cases[CAE_RA_NUM_OPS] = {0};
     size_t ndiff[CAE_RA_NUM_OPS] = {0};
     ck_assert_int_ge(nimg, 3);
     for (int k = 0; k < nimg; k++) {
-        const cae_st_tensor *im = fx_get("image.%d", k, CAE_DT_U8);
-        const cae_st_tensor *par = fx_get("ops.%d.params", k, CAE_DT_F64);
-        const cae_st_tensor *out = fx_get("ops.%d.out", k, CAE_DT_U8);
+        const cae_st_tensor *im = tu_fx_get(&fx, CAE_DT_U8, "image.%d", k);
+        const cae_st_tensor *par = tu_fx_get(&fx, CAE_DT_F64, "ops.%d.params", k);
+        const cae_st_tensor *out = tu_fx_get(&fx, CAE_DT_U8, "ops.%d.out", k);
         int h = (int)im->shape[0], w = (int)im->shape[1];
         size_t n = (size_t)w * (size_t)h * 3;
         int ncase = (int)par->shape[0];
         unsigned char *got = malloc(n), *scratch = malloc(n);
         ck_assert_int_eq((int)out->shape[0], ncase);
         for (int c = 0; c < ncase; c++) {
-            cae_ra_op op = (cae_ra_op)(int)fx_f64(par, (size_t)c * 8 + 0);
-            double m = fx_f64(par, (size_t)c * 8 + 1), arg = fx_f64(par, (size_t)c * 8 + 6);
-            int inc = (int)fx_f64(par, (size_t)c * 8 + 2), neg = (int)fx_f64(par, (size_t)c * 8 + 3);
-            cae_filter interp = (cae_filter)(int)fx_f64(par, (size_t)c * 8 + 4);
-            int fill = (int)fx_f64(par, (size_t)c * 8 + 5);
+            cae_ra_op op = (cae_ra_op)(int)tu_fx_f64(par, (size_t)c * 8 + 0);
+            double m = tu_fx_f64(par, (size_t)c * 8 + 1), arg = tu_fx_f64(par, (size_t)c * 8 + 6);
+            int inc = (int)tu_fx_f64(par, (size_t)c * 8 + 2);
+            int neg = (int)tu_fx_f64(par, (size_t)c * 8 + 3);
+            cae_filter interp = (cae_filter)(int)tu_fx_f64(par, (size_t)c * 8 + 4);
+            int fill = (int)tu_fx_f64(par, (size_t)c * 8 + 5);
             const unsigned char *want = (const unsigned char *)out->data + (size_t)c * n;
             double level = cae_randaug_level(op, inc, m, neg);
             ck_assert((unsigned)op < CAE_RA_NUM_OPS);
@@ -147,7 +106,7 @@ START_TEST(test_ops_pillow)
         free(got);
         free(scratch);
     }
-    ck_assert_int_eq(total, fx_count("op_cases"));
+    ck_assert_int_eq(total, tu_fx_meta_int(&fx, "op_cases"));
     printf("RandAugment ops vs Pillow %s (%d cases): max |diff| per op\n",
            cae_st_meta(&fx, "pillow"), total);
     for (int op = 0; op < CAE_RA_NUM_OPS; op++) {
@@ -164,22 +123,23 @@ END_TEST
 
 START_TEST(test_eval_transform)
 {
-    int n = fx_count("eval_cases");
+    int n = tu_fx_meta_int(&fx, "eval_cases");
     cae_augment_scratch *s = cae_augment_scratch_new();
     ck_assert_int_ge(n, 3);
     for (int c = 0; c < n; c++) {
-        const cae_st_tensor *im = fx_get("evalimg.%d", c, CAE_DT_U8);
-        const cae_st_tensor *cfg = fx_get("eval.%d.cfg", c, CAE_DT_F64);
-        const cae_st_tensor *want = fx_get("eval.%d.view", c, CAE_DT_F32);
-        int S = (int)fx_f64(cfg, 0);
+        const cae_st_tensor *im = tu_fx_get(&fx, CAE_DT_U8, "evalimg.%d", c);
+        const cae_st_tensor *cfg = tu_fx_get(&fx, CAE_DT_F64, "eval.%d.cfg", c);
+        const cae_st_tensor *want = tu_fx_get(&fx, CAE_DT_F32, "eval.%d.view", c);
+        int S = (int)tu_fx_f64(cfg, 0);
         cae_image img = {0};
         float *view = malloc(want->nbytes);
         double worst = 0;
         ck_assert_int_eq(cae_image_reserve(&img, (int)im->shape[1], (int)im->shape[0]), 0);
         memcpy(img.rgb, im->data, im->nbytes);
         ck_assert_int_eq((int)want->numel, 3 * S * S);
-        ck_assert_int_eq(cae_cls_eval_transform(S, fx_f64(cfg, 1), (cae_filter)(int)fx_f64(cfg, 2),
-                                                (int)fx_f64(cfg, 3), &img, s, view),
+        ck_assert_int_eq(cae_cls_eval_transform(S, tu_fx_f64(cfg, 1),
+                                                (cae_filter)(int)tu_fx_f64(cfg, 2),
+                                                (int)tu_fx_f64(cfg, 3), &img, s, view),
                          0);
         for (size_t i = 0; i < want->numel; i++) {
             float w;
@@ -648,34 +608,35 @@ END_TEST
 
 START_TEST(test_mixup_fixture)
 {
-    int n = fx_count("mix_cases");
+    int n = tu_fx_meta_int(&fx, "mix_cases");
     ck_assert_int_ge(n, 6);
     for (int c = 0; c < n; c++) {
-        const cae_st_tensor *cfg_t = fx_get("mix.%d.cfg", c, CAE_DT_F64);
-        const cae_st_tensor *in = fx_get("mix.%d.images", c, CAE_DT_F32);
-        const cae_st_tensor *lab = fx_get("mix.%d.labels", c, CAE_DT_I32);
-        const cae_st_tensor *box = fx_get("mix.%d.box", c, CAE_DT_I32);
-        const cae_st_tensor *lam_t = fx_get("mix.%d.lam", c, CAE_DT_F64);
-        const cae_st_tensor *out = fx_get("mix.%d.out", c, CAE_DT_F32);
-        const cae_st_tensor *tgt = fx_get("mix.%d.targets", c, CAE_DT_F32);
-        int K = (int)fx_f64(cfg_t, 0), cut = (int)fx_f64(cfg_t, 2), S = (int)fx_f64(cfg_t, 6);
-        size_t B = (size_t)fx_f64(cfg_t, 7);
-        double lam_raw = fx_f64(cfg_t, 3);
-        cae_mixup_cfg mc = {0.8, 1.0, 1.0, 0.5, fx_f64(cfg_t, 1), K};
+        const cae_st_tensor *cfg_t = tu_fx_get(&fx, CAE_DT_F64, "mix.%d.cfg", c);
+        const cae_st_tensor *in = tu_fx_get(&fx, CAE_DT_F32, "mix.%d.images", c);
+        const cae_st_tensor *lab = tu_fx_get(&fx, CAE_DT_I32, "mix.%d.labels", c);
+        const cae_st_tensor *box = tu_fx_get(&fx, CAE_DT_I32, "mix.%d.box", c);
+        const cae_st_tensor *lam_t = tu_fx_get(&fx, CAE_DT_F64, "mix.%d.lam", c);
+        const cae_st_tensor *out = tu_fx_get(&fx, CAE_DT_F32, "mix.%d.out", c);
+        const cae_st_tensor *tgt = tu_fx_get(&fx, CAE_DT_F32, "mix.%d.targets", c);
+        int K = (int)tu_fx_f64(cfg_t, 0), cut = (int)tu_fx_f64(cfg_t, 2);
+        int S = (int)tu_fx_f64(cfg_t, 6);
+        size_t B = (size_t)tu_fx_f64(cfg_t, 7);
+        double lam_raw = tu_fx_f64(cfg_t, 3);
+        cae_mixup_cfg mc = {0.8, 1.0, 1.0, 0.5, tu_fx_f64(cfg_t, 1), K};
         cae_mixup_params p = {lam_raw, 0, 0, 0, 0, 0};
         float *x = malloc(in->nbytes), *t = malloc(tgt->nbytes);
         int32_t *labels = malloc(lab->nbytes);
         memcpy(x, in->data, in->nbytes);
         memcpy(labels, lab->data, lab->nbytes);
         if (cut) {
-            cae_cutmix_box(S, lam_raw, (int)fx_f64(cfg_t, 4), (int)fx_f64(cfg_t, 5), &p);
-            ck_assert_int_eq(p.yl, fx_i32(box, 0));
-            ck_assert_int_eq(p.yh, fx_i32(box, 1));
-            ck_assert_int_eq(p.xl, fx_i32(box, 2));
-            ck_assert_int_eq(p.xh, fx_i32(box, 3));
+            cae_cutmix_box(S, lam_raw, (int)tu_fx_f64(cfg_t, 4), (int)tu_fx_f64(cfg_t, 5), &p);
+            ck_assert_int_eq(p.yl, tu_fx_i32(box, 0));
+            ck_assert_int_eq(p.yh, tu_fx_i32(box, 1));
+            ck_assert_int_eq(p.xl, tu_fx_i32(box, 2));
+            ck_assert_int_eq(p.xh, tu_fx_i32(box, 3));
         }
-        ck_assert_msg(p.lam == fx_f64(lam_t, 0), "case %d: lam %.17g vs %.17g", c, p.lam,
-                      fx_f64(lam_t, 0));
+        ck_assert_msg(p.lam == tu_fx_f64(lam_t, 0), "case %d: lam %.17g vs %.17g", c, p.lam,
+                      tu_fx_f64(lam_t, 0));
         ck_assert_int_eq(cae_mixup_apply_with(&mc, &p, x, B, S, labels, t), 0);
         ck_assert_int_eq(memcmp(x, out->data, out->nbytes), 0);
         for (size_t i = 0; i < tgt->numel; i++) {

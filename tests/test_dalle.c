@@ -14,6 +14,7 @@
  * Bad inputs: a missing file, a missing, misshapen, mistyped or unexpected
  * tensor, and a bad batch or image size are each refused with one stderr
  * line naming the path or tensor. */
+#include "fixture.h"
 #include "safetensors.h"
 #include "testutil.h"
 #include "tokenizer/dalle.h"
@@ -31,12 +32,6 @@
 
 static char tmpdir[4096];
 
-static const char *srcdir(void)
-{
-    const char *s = getenv("CAE_TOP_SRCDIR");
-    return s && *s ? s : ".";
-}
-
 static void fixture_path(char *out, size_t cap, const char *dir, const char *file)
 {
     int n = snprintf(out, cap, "%s/%s", dir, file);
@@ -46,7 +41,7 @@ static void fixture_path(char *out, size_t cap, const char *dir, const char *fil
 static const char *small_dir(void)
 {
     static char dir[4096];
-    fixture_path(dir, sizeof dir, srcdir(), "tests/fixtures/dalle-small");
+    tu_src_path(dir, sizeof dir, "tests/fixtures/dalle-small");
     return dir;
 }
 
@@ -105,16 +100,14 @@ static void fixture_load(fixture *fx, const char *dir, const char *data)
 {
     char path[4200];
     fixture_path(path, sizeof path, dir, data);
-    ck_assert_msg(cae_st_read(&fx->data, path) == 0, "cannot read %s", path);
-    fx->view = cae_st_find(&fx->data, "view");
-    fx->mask_idx = cae_st_find(&fx->data, "mask_idx");
-    fx->logits = cae_st_find(&fx->data, "logits");
-    fx->labels = cae_st_find(&fx->data, "labels");
-    ck_assert(fx->view && fx->mask_idx && fx->logits && fx->labels);
-    ck_assert(fx->view->dtype == CAE_DT_F32 && fx->view->ndim == 4 && fx->view->shape[1] == 3);
-    ck_assert(fx->mask_idx->dtype == CAE_DT_I32 && fx->mask_idx->ndim == 2);
-    ck_assert(fx->logits->dtype == CAE_DT_F32 && fx->logits->ndim == 4);
-    ck_assert(fx->labels->dtype == CAE_DT_I32);
+    tu_fx_read_path(&fx->data, path);
+    fx->view = tu_fx_get(&fx->data, CAE_DT_F32, "view");
+    fx->mask_idx = tu_fx_get(&fx->data, CAE_DT_I32, "mask_idx");
+    fx->logits = tu_fx_get(&fx->data, CAE_DT_F32, "logits");
+    fx->labels = tu_fx_get(&fx->data, CAE_DT_I32, "labels");
+    ck_assert(fx->view->ndim == 4 && fx->view->shape[1] == 3);
+    ck_assert(fx->mask_idx->ndim == 2);
+    ck_assert(fx->logits->ndim == 4);
     fx->B = (size_t)fx->view->shape[0];
     fx->S = (int)fx->view->shape[2];
     fx->M = (size_t)fx->mask_idx->shape[1];
@@ -320,7 +313,7 @@ static void write_edited(char *out, size_t cap, const char *name, edit_kind kind
     char path[4200];
     int found = kind == EDIT_ADD;
     fixture_path(path, sizeof path, small_dir(), "weights.safetensors");
-    ck_assert_int_eq(cae_st_read(&f, path), 0);
+    tu_fx_read_path(&f, path);
     ck_assert_ptr_nonnull(w);
     for (size_t i = 0; i < f.n_tensors; i++) {
         const cae_st_tensor *t = &f.tensors[i];

@@ -18,6 +18,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/loader.h"
+#include "fixture.h"
 
 #include "capture.h"
 
@@ -70,12 +71,10 @@ static void rm_tree(const char *path)
 static void setup(void)
 {
     const char *base = getenv("TMPDIR");
-    const char *top = getenv("CAE_TOP_SRCDIR");
     int n = snprintf(tmpdir, sizeof tmpdir, "%s/cae-data-XXXXXX", base && *base ? base : "/tmp");
     ck_assert(n > 0 && (size_t)n < sizeof tmpdir);
     ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp %s: %s", tmpdir, strerror(errno));
-    n = snprintf(images, sizeof images, "%s/tests/data/images", top && *top ? top : ".");
-    ck_assert(n > 0 && (size_t)n < sizeof images);
+    tu_src_path(images, sizeof images, "tests/data/images");
 }
 
 static void teardown(void)

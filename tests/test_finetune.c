@@ -11,23 +11,17 @@
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "finetune_model.h"
+#include "fixture.h"
 #include "layer_decay.h"
 #include "ops/finetune.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "testutil.h"
-
-static const char *srcdir(void)
-{
-    const char *s = getenv("CAE_TOP_SRCDIR");
-    return s && *s ? s : ".";
-}
 
 static float *rand_f(size_t n, float lo, float hi, unsigned seed)
 {
@@ -187,39 +181,16 @@ static cae_st_file fx;
 
 static void fx_open(void)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/finetune/step.safetensors", srcdir());
-    ck_assert_msg(cae_st_read(&fx, path) == 0, "cannot read %s", path);
+    tu_fx_read(&fx, "tests/fixtures/finetune/step.safetensors");
 }
 
-static const cae_st_tensor *fx_get(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const cae_st_tensor *fx_get(const char *fmt, ...)
-{
-    char name[256];
-    const cae_st_tensor *t;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    t = cae_st_find(&fx, name);
-    ck_assert_msg(t != NULL, "fixture lacks %s", name);
-    return t;
-}
-
-/* a fixture tensor as doubles (F32 or F64; memcpy: the data may be unaligned) */
+/* a fixture tensor as doubles (F32 or F64) */
 static double *fx_doubles(const cae_st_tensor *t)
 {
     double *d = malloc(t->numel * sizeof *d);
     ck_assert_ptr_nonnull(d);
-    for (size_t i = 0; i < t->numel; i++) {
-        if (t->dtype == CAE_DT_F64) {
-            memcpy(&d[i], (const char *)t->data + 8 * i, 8);
-        } else {
-            float f;
-            memcpy(&f, (const char *)t->data + 4 * i, 4);
-            d[i] = f;
-        }
-    }
+    for (size_t i = 0; i < t->numel; i++)
+        d[i] = t->dtype == CAE_DT_F64 ? tu_fx_f64(t, i) : tu_fx_f32(t, i);
     return d;
 }
 
@@ -259,7 +230,7 @@ static void write_from_fixture(cae_ft_model *m, const cae_arena *a, const char *
     ck_assert_ptr_nonnull(image);
     for (size_t i = 0; i < m->table.n; i++) {
         const cae_param *p = &m->table.p[i];
-        const cae_st_tensor *t = fx_get("%s%s", prefix, p->name);
+        const cae_st_tensor *t = tu_fx_find(&fx, "%s%s", prefix, p->name);
         float *f;
         ck_assert_msg(t->numel == p->numel, "%s: %zu elements, the model %zu", p->name, t->numel,
                       p->numel);
@@ -279,7 +250,7 @@ static void compare_arena(cae_ft_model *m, const cae_arena *a, const char *prefi
     ck_assert_int_eq(cae_arena_read_image(m->ctx, &m->table, a, image), 0);
     for (size_t i = 0; i < m->table.n; i++) {
         const cae_param *p = &m->table.p[i];
-        double *want = fx_doubles(fx_get("%s%s", prefix, p->name));
+        double *want = fx_doubles(tu_fx_find(&fx, "%s%s", prefix, p->name));
         double e = rel_l2(image[p->chunk] + p->off, want, p->numel);
         ck_assert_msg(e <= tol, "%s%s: relative L2 error %.3g > %.1g", prefix, p->name, e, tol);
         free(want);
@@ -304,16 +275,16 @@ START_TEST(test_fixture_step)
         n_params += strncmp(fx.tensors[i].name, "param.", 6) == 0;
     ck_assert_uint_eq(n_params, m.table.n);
     write_from_fixture(&m, &m.params, "param.");
-    images = fx_get("input.images");
-    targets = fx_get("input.targets");
+    images = tu_fx_find(&fx, "input.images");
+    targets = tu_fx_find(&fx, "input.targets");
     img = fx_floats(images);
     tgt = fx_floats(targets);
     ck_assert_int_eq(cae_ft_train_step(&m, img, tgt, 0, 0, &loss), 0);
-    want_loss = fx_doubles(fx_get("out.loss"));
+    want_loss = fx_doubles(tu_fx_find(&fx, "out.loss"));
     ck_assert_msg(fabs(loss - want_loss[0]) <= 1e-5 * fabs(want_loss[0]), "loss %.8f vs %.8f",
                   loss, want_loss[0]);
     ck_assert_int_eq(cae_read(m.ctx, logits, m.logits, sizeof logits), 0);
-    want_logits = fx_doubles(fx_get("out.logits"));
+    want_logits = fx_doubles(tu_fx_find(&fx, "out.logits"));
     ck_assert_msg(rel_l2(logits, want_logits, 15) <= 1e-5, "logits: relative L2 %.3g",
                   rel_l2(logits, want_logits, 15));
     compare_arena(&m, &m.grads, "grad.", 1e-5);
@@ -334,8 +305,8 @@ START_TEST(test_fixture_step)
         cae_layer_decay_scales(&m.table, c.depth, 0.75, scales);
         for (size_t i = 0; i < m.table.n; i++) {
             const cae_param *p = &m.table.p[i];
-            double *s = fx_doubles(fx_get("lr_scale.%s", p->name));
-            double *d = fx_doubles(fx_get("decay.%s", p->name));
+            double *s = fx_doubles(tu_fx_find(&fx, "lr_scale.%s", p->name));
+            double *d = fx_doubles(tu_fx_find(&fx, "decay.%s", p->name));
             ck_assert_msg(fabs(scales[i] - s[0]) <= 1e-12, "%s: lr scale %g vs %g", p->name,
                           scales[i], s[0]);
             ck_assert_msg((p->decay != 0) == (d[0] != 0), "%s: decay %d vs %g", p->name, p->decay,
@@ -401,7 +372,7 @@ START_TEST(test_load_encoder_file)
             continue;
         snprintf(key, sizeof key, "encoder.%s", p->name);
         ck_assert_int_eq(cae_st_writer_add(w, key, CAE_DT_F32, p->ndim, p->shape,
-                                           fx_get("param.%s", p->name)->data), 0);
+                                           tu_fx_find(&fx, "param.%s", p->name)->data), 0);
     }
     ck_assert_int_eq(cae_st_writer_add(w, "encoder.norm.weight", CAE_DT_F32, 1, one, ones), 0);
     ck_assert_int_eq(cae_st_writer_write(w, path), 0);
@@ -433,8 +404,8 @@ START_TEST(test_load_encoder_file)
         } else if (strcmp(p->name, "head.bias") == 0 || strcmp(p->name, "fc_norm.bias") == 0) {
             ck_assert(got[0] == 0.0f);
         } else {
-            ck_assert_msg(memcmp(got, fx_get("param.%s", p->name)->data, p->numel * 4) == 0,
-                          "%s not loaded", p->name);
+            const void *want = tu_fx_find(&fx, "param.%s", p->name)->data;
+            ck_assert_msg(memcmp(got, want, p->numel * 4) == 0, "%s not loaded", p->name);
         }
     }
     cae_arena_image_free(&m.table, image);

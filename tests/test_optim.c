@@ -18,12 +18,12 @@
  */
 #include <check.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "fixture.h"
 #include "optim.h"
 #include "params.h"
 #include "safetensors.h"
@@ -32,54 +32,6 @@
 
 #define TOL 1e-5
 #define STEPS 3
-
-static const char *srcdir(void)
-{
-    const char *s = getenv("CAE_TOP_SRCDIR");
-    return s && *s ? s : ".";
-}
-
-static void read_fixture(cae_st_file *f, const char *file)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/adamw/%s", srcdir(), file);
-    ck_assert_msg(cae_st_read(f, path) == 0, "cannot read %s", path);
-}
-
-/* the F32 tensor named by fmt, with n elements */
-static const float *fx_tensor(const cae_st_file *f, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static const float *fx_tensor(const cae_st_file *f, size_t n, const char *fmt, ...)
-{
-    char name[256];
-    const cae_st_tensor *t;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    t = cae_st_find(f, name);
-    ck_assert_msg(t != NULL, "fixture lacks %s", name);
-    ck_assert_msg(t->dtype == CAE_DT_F32 && t->numel == n, "%s: wrong dtype or size", name);
-    return t->data;
-}
-
-/* Fixture doubles may sit at any 4-byte boundary in the file: read them
- * with memcpy, never through a double pointer. */
-static double f64_at(const void *data, size_t i)
-{
-    double v;
-    memcpy(&v, (const char *)data + 8 * i, sizeof v);
-    return v;
-}
-
-static const void *fx_f64(const cae_st_file *f, const char *name, size_t n)
-{
-    const cae_st_tensor *t = cae_st_find(f, name);
-    ck_assert_msg(t != NULL, "fixture lacks %s", name);
-    ck_assert_msg(t->dtype == CAE_DT_F64 && t->numel == n, "%s: wrong dtype or size", name);
-    return t->data;
-}
 
 /* "base final epochs niter_per_ep warmup_epochs warmup_steps start" */
 static cae_schedule parse_schedule(const char *text)
@@ -118,14 +70,11 @@ static void table_from_fixture(cae_param_table *t, const cae_st_file *f, size_t 
     t->p = calloc(t->cap, sizeof *t->p);
     ck_assert_ptr_nonnull(t->p);
     for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-        char key[256];
         const cae_st_tensor *st;
         cae_param *p;
         size_t len = strlen(name);
         ck_assert_uint_lt(t->n, t->cap);
-        snprintf(key, sizeof key, "param/%s", name);
-        st = cae_st_find(f, key);
-        ck_assert_msg(st != NULL, "fixture lacks %s", key);
+        st = tu_fx_find(f, "param/%s", name);
         p = &t->p[t->n++];
         snprintf(p->name, sizeof p->name, "%s", name);
         p->ndim = st->ndim;
@@ -225,7 +174,7 @@ START_TEST(test_layout_fixture)
     cae_st_file f;
     cae_param_table t;
     static const size_t limits[] = {(size_t)1 << 30, 4096, 4100, 3000 * 4};
-    read_fixture(&f, "adamw.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
     for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
         table_from_fixture(&t, &f, limits[l]);
         check_layout(&t, limits[l]);
@@ -261,7 +210,7 @@ static void write_tensors(optim_env *e, const cae_arena *a, const cae_st_file *f
     ck_assert_ptr_nonnull(image);
     for (size_t i = 0; i < e->t.n; i++) {
         const cae_param *p = &e->t.p[i];
-        memcpy(image[p->chunk] + p->off, fx_tensor(f, p->numel, "%s/%s", prefix, p->name),
+        memcpy(image[p->chunk] + p->off, tu_fx_f32s(f, p->numel, "%s/%s", prefix, p->name),
                p->numel * 4);
     }
     ck_assert_int_eq(cae_arena_write_image(tu_ctx(), &e->t, a, image), 0);
@@ -297,7 +246,7 @@ static void check_arena(optim_env *e, const cae_arena *a, const cae_st_file *f, 
     float **image = read_arena(e, a);
     for (size_t i = 0; i < e->t.n; i++) {
         const cae_param *p = &e->t.p[i];
-        const float *want = fx_tensor(f, p->numel, "%s/%s", prefix, p->name);
+        const float *want = tu_fx_f32s(f, p->numel, "%s/%s", prefix, p->name);
         float *got = image[p->chunk] + p->off;
         if (tol == 0) {
             ck_assert_msg(memcmp(got, want, p->numel * 4) == 0, "%s/%s changed", prefix, p->name);
@@ -339,16 +288,18 @@ static void prepare_step(optim_env *e, const cae_st_file *f, int k, cae_adamw_hp
     char prefix[32];
     cae_schedule lr = parse_schedule(cae_st_meta(f, "lr_schedule"));
     cae_schedule wd = parse_schedule(cae_st_meta(f, "wd_schedule"));
-    const void *lrs = fx_f64(f, "lr", STEPS), *wds = fx_f64(f, "weight_decay", STEPS);
+    const cae_st_tensor *lrs = tu_fx_get_n(f, CAE_DT_F64, STEPS, "lr");
+    const cae_st_tensor *wds = tu_fx_get_n(f, CAE_DT_F64, STEPS, "weight_decay");
     snprintf(prefix, sizeof prefix, "grad/%d", k);
     ck_assert_int_eq(cae_arena_zero(tu_ctx(), &e->t, &e->grads), 0);
     write_tensors(e, &e->grads, f, prefix);
     h->lr = cae_schedule_at(&lr, (size_t)k);
     h->weight_decay = cae_schedule_at(&wd, (size_t)k);
     /* the schedule is numpy's to the bit */
-    ck_assert_msg(h->lr == f64_at(lrs, k), "lr at step %d: %.17g, numpy %.17g", k, h->lr, f64_at(lrs, k));
-    ck_assert_msg(h->weight_decay == f64_at(wds, k), "wd at step %d: %.17g, numpy %.17g", k,
-                  h->weight_decay, f64_at(wds, k));
+    ck_assert_msg(h->lr == tu_fx_f64(lrs, k), "lr at step %d: %.17g, numpy %.17g", k, h->lr,
+                  tu_fx_f64(lrs, k));
+    ck_assert_msg(h->weight_decay == tu_fx_f64(wds, k), "wd at step %d: %.17g, numpy %.17g", k,
+                  h->weight_decay, tu_fx_f64(wds, k));
 }
 
 static void check_norm(optim_env *e, const cae_st_file *f, const char *run, int k)
@@ -357,9 +308,9 @@ static void check_norm(optim_env *e, const cae_st_file *f, const char *run, int 
     char name[64];
     snprintf(name, sizeof name, "%s/grad_norm", run);
     ck_assert_int_eq(cae_read(tu_ctx(), &got, (cae_buf){e->norm, 0}, 4), 0);
-    ck_assert_msg(fabs(got - fx_tensor(f, STEPS, "%s", name)[k]) <=
-                      TOL * fx_tensor(f, STEPS, "%s", name)[k],
-                  "%s step %d: %g vs %g", name, k, got, fx_tensor(f, STEPS, "%s", name)[k]);
+    ck_assert_msg(fabs(got - tu_fx_f32s(f, STEPS, "%s", name)[k]) <=
+                      TOL * tu_fx_f32s(f, STEPS, "%s", name)[k],
+                  "%s step %d: %g vs %g", name, k, got, tu_fx_f32s(f, STEPS, "%s", name)[k]);
 }
 
 static void check_state(optim_env *e, cae_adamw *o, const cae_st_file *f, const char *run, int k)
@@ -383,7 +334,7 @@ START_TEST(test_adamw_clip)
     optim_env e;
     cae_adamw *o;
     cae_adamw_hparams h;
-    read_fixture(&f, "adamw.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
     h = parse_run(&f, "clip");
     ck_assert(h.clip_grad > 0);
     env_init(&e, &f, chunk_limits[_i]);
@@ -417,7 +368,7 @@ START_TEST(test_adamw_noclip)
     optim_env e;
     cae_adamw *o;
     cae_adamw_hparams h;
-    read_fixture(&f, "adamw.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
     h = parse_run(&f, "noclip");
     ck_assert(h.clip_grad <= 0);
     env_init(&e, &f, chunk_limits[_i]);
@@ -446,7 +397,7 @@ START_TEST(test_adamw_resume)
     optim_env e;
     cae_adamw *o;
     cae_adamw_hparams h;
-    read_fixture(&f, "adamw.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
     h = parse_run(&f, "clip");
     env_init(&e, &f, 4096);
     ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e.t, &e.params, &e.grads), 0);
@@ -472,7 +423,7 @@ START_TEST(test_adamw_refuses)
     cae_adamw *o;
     cae_arena short_arena = {NULL, 0};
     cae_adamw_hparams good = {1e-3, 0.05, 0.9, 0.999, 1e-8, 3.0}, h;
-    read_fixture(&f, "adamw.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
     env_init(&e, &f, 4096);
     /* arenas that do not match the table */
     ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e.t, &short_arena, &e.grads), -1);
@@ -602,20 +553,20 @@ START_TEST(test_schedule_fixture)
 {
     cae_st_file f;
     size_t cases = 0;
-    read_fixture(&f, "schedules.safetensors");
+    tu_fx_read(&f, "tests/fixtures/adamw/schedules.safetensors");
     for (size_t i = 0; i < f.n_tensors; i++) {
         const cae_st_tensor *st = &f.tensors[i];
         cae_schedule s = parse_schedule(cae_st_meta(&f, st->name));
-        const void *want = fx_f64(&f, st->name, st->numel);
+        const cae_st_tensor *want = tu_fx_get_n(&f, CAE_DT_F64, st->numel, "%s", st->name);
         ck_assert_uint_eq(st->numel, s.epochs * s.niter_per_ep);
         for (size_t it = 0; it < st->numel; it++) {
             double got = cae_schedule_at(&s, it);
-            ck_assert_msg(got == f64_at(want, it), "%s[%zu]: %.17g, numpy %.17g", st->name, it, got,
-                          f64_at(want, it));
+            ck_assert_msg(got == tu_fx_f64(want, it), "%s[%zu]: %.17g, numpy %.17g", st->name, it,
+                          got, tu_fx_f64(want, it));
         }
         /* past the end: the last value */
-        ck_assert(cae_schedule_at(&s, st->numel) == f64_at(want, st->numel - 1));
-        ck_assert(cae_schedule_at(&s, st->numel + 1000) == f64_at(want, st->numel - 1));
+        ck_assert(cae_schedule_at(&s, st->numel) == tu_fx_f64(want, st->numel - 1));
+        ck_assert(cae_schedule_at(&s, st->numel + 1000) == tu_fx_f64(want, st->numel - 1));
         cases++;
     }
     ck_assert_uint_ge(cases, 5);
