@@ -218,15 +218,19 @@ static void init_head(linear_head *h, long seed)
 
 /* run_linear.py's defaults (blr 0.1, 90 epochs, 10 warmup, batch 512) where
  * the pretraining ones differ. The built-in Fashion-MNIST run trains on one
- * small device: batch 256, so LARS (whose relative step is lr * 0.001) gets
- * blr 10 to make up for the official 16384-image global batch, and 50 epochs
- * (cheap with --cache_features) */
+ * small device at batch 256, so LARS (whose relative step is lr * 0.001)
+ * gets blr 3 to make up for the official 16384-image global batch, for 100
+ * epochs (cheap with --cache_features). Measured with the official LARS in
+ * PyTorch on cached features of a pretrained encoder: blr 3 and 100 epochs
+ * land within 0.3 points of the exact logistic-regression optimum (L-BFGS)
+ * for every seed tried; blr 10 oscillates and can end 3 points lower; blr 1
+ * has not converged after 100 epochs. */
 static void linear_defaults(cae_args *a, int argc, char **argv)
 {
     if (!cae_args_given(argc, argv, "blr"))
-        a->blr = a->builtin_data ? 10.0 : 0.1;
+        a->blr = a->builtin_data ? 3.0 : 0.1;
     if (!cae_args_given(argc, argv, "epochs"))
-        a->epochs = a->builtin_data ? 50 : 90;
+        a->epochs = a->builtin_data ? 100 : 90;
     if (!cae_args_given(argc, argv, "warmup_epochs"))
         a->warmup_epochs = a->builtin_data ? 5 : 10;
     if (!cae_args_given(argc, argv, "batch_size"))
