@@ -51,7 +51,7 @@ def encoder_config(meta):
     """The encoder's sizes from the checkpoint's resolved flags (metadata
     'args', '... # resolved: --embed_dim 128 ...'); the built-in model's
     where a flag is missing."""
-    sizes = dict(input_size=28, patch_size=4, embed_dim=128, depth=4, num_heads=4,
+    sizes = dict(input_size=28, patch_size=7, embed_dim=256, depth=4, num_heads=8,
                  mlp_ratio=4.0)
     words = meta.get("args", "").split("# resolved:")[-1].split()
     for flag, value in zip(words, words[1:]):
