@@ -29,7 +29,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cae_reference import CAEConfig, Encoder  # noqa: E402
-from linear_probe_torch import lars_step, schedule  # noqa: E402
+from linear_probe_torch import train_probe  # noqa: E402
 import safetensors_io  # noqa: E402
 
 ROOT = "/usr/share/datasets/fashion-mnist/"
@@ -94,28 +94,7 @@ def encoder_features(path, x):
 def lars_probe(ftr, ytr, fte, yte):
     """cae-cl-linear's built-in recipe; (last, best) top-1 over the epochs."""
     torch.manual_seed(0)
-    bn = nn.BatchNorm1d(ftr.shape[1], affine=False, eps=1e-6)
-    head = nn.Linear(ftr.shape[1], 10)
-    nn.init.trunc_normal_(head.weight, std=0.01)
-    nn.init.zeros_(head.bias)
-    steps = len(ftr) // BATCH
-    lrs = schedule(BLR * BATCH / 256, EPOCHS, steps, WARMUP)
-    mu, it, best = {}, 0, 0.0
-    for _ in range(EPOCHS):
-        bn.train()
-        perm = torch.randperm(len(ftr))
-        for s in range(steps):
-            i = perm[s * BATCH:(s + 1) * BATCH]
-            loss = nn.functional.cross_entropy(head(bn(ftr[i])), ytr[i])
-            head.zero_grad()
-            loss.backward()
-            lars_step(list(head.parameters()), lrs[it], mu)
-            it += 1
-        bn.eval()
-        with torch.no_grad():
-            acc = (head(bn(fte)).argmax(1) == yte).float().mean().item() * 100
-        best = max(best, acc)
-    return acc, best
+    return train_probe(ftr, ytr, fte, yte, 10, EPOCHS, BLR, BATCH, WARMUP)
 
 
 def logistic_regression(ftr, ytr, fte, yte, l2):

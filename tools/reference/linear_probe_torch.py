@@ -86,6 +86,36 @@ def schedule(base, epochs, niter, warmup_epochs):
     return np.concatenate((warm, cos))
 
 
+def train_probe(ftr, ytr, fva, yva, K, epochs, blr, batch, warmup_epochs, verbose=False):
+    """BatchNorm1d(affine=False, eps=1e-6) + Linear (trunc-normal 0.01, zero
+    bias) on features ftr, LARS at blr * batch / 256 with warmup and cosine
+    per step; returns the last and the best top-1 on (fva, yva)."""
+    bn = nn.BatchNorm1d(ftr.shape[1], affine=False, eps=1e-6)
+    head = nn.Linear(ftr.shape[1], K)
+    nn.init.trunc_normal_(head.weight, std=0.01)
+    nn.init.zeros_(head.bias)
+    steps = len(ftr) // batch
+    lrs = schedule(blr * batch / 256, epochs, steps, warmup_epochs)
+    mu, it, best = {}, 0, 0.0
+    for epoch in range(epochs):
+        bn.train()
+        perm = torch.randperm(len(ftr))
+        for s in range(steps):
+            idx = perm[s * batch:(s + 1) * batch]
+            loss = nn.functional.cross_entropy(head(bn(ftr[idx])), ytr[idx])
+            head.zero_grad()
+            loss.backward()
+            lars_step(list(head.parameters()), float(lrs[it]), mu)
+            it += 1
+        bn.eval()
+        with torch.no_grad():
+            acc = (head(bn(fva)).argmax(1) == yva).float().mean().item() * 100
+        best = max(best, acc)
+        if verbose:
+            print("epoch %d: loss %.4f acc1 %.2f%%" % (epoch, loss.item(), acc))
+    return acc, best
+
+
 def take_flag(args, name, has_value=True):
     if name not in args:
         return None
@@ -133,28 +163,7 @@ def main():
         ftr = enc(xtr, sel.expand(len(xtr), N))
         fva = enc(xva, sel.expand(len(xva), N))
         ftr, fva = (ftr[:, 1:].mean(1), fva[:, 1:].mean(1)) if use_mean else (ftr[:, 0], fva[:, 0])
-    bn = nn.BatchNorm1d(cfg.embed_dim, affine=False, eps=1e-6)
-    head = nn.Linear(cfg.embed_dim, K)
-    nn.init.trunc_normal_(head.weight, std=0.01)
-    nn.init.zeros_(head.bias)
-    steps = len(ftr) // batch
-    lrs = schedule(blr * batch / 256, epochs, steps, 2)
-    mu, it, best = {}, 0, 0.0
-    for epoch in range(epochs):
-        bn.train()
-        perm = torch.randperm(len(ftr))
-        for s in range(steps):
-            idx = perm[s * batch:(s + 1) * batch]
-            loss = nn.functional.cross_entropy(head(bn(ftr[idx])), ytr[idx])
-            head.zero_grad()
-            loss.backward()
-            lars_step(list(head.parameters()), float(lrs[it]), mu)
-            it += 1
-        bn.eval()
-        with torch.no_grad():
-            acc = (head(bn(fva)).argmax(1) == yva).float().mean().item() * 100
-        best = max(best, acc)
-        print("epoch %d: loss %.4f acc1 %.2f%%" % (epoch, loss.item(), acc))
+    acc, best = train_probe(ftr, ytr, fva, yva, K, epochs, blr, batch, 2, verbose=True)
     print("Max accuracy: %.2f%%" % best)
     print("Last accuracy: %.2f%%" % acc)
     if fixture:
