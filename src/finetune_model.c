@@ -13,24 +13,6 @@
 
 /* ---------------------------------------------------------------- table */
 
-static cae_param *push(cae_param_table *t, const char *name, int ndim, const int64_t *shape,
-                       cae_init_rule init, float value, int decay)
-{
-    cae_param *p = &t->p[t->n++];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = shape[i];
-        p->numel *= (size_t)shape[i];
-    }
-    p->init = init;
-    p->init_value = value;
-    p->decay = decay;
-    return p;
-}
-
 /* The pretraining table's encoder.* entries under the fine-tuning keys
  * (prefix stripped, the final norm left out), then fc_norm and head. */
 static int build_table(cae_param_table *t, const cae_config *cfg, size_t K, size_t limit)
@@ -62,10 +44,10 @@ static int build_table(cae_param_table *t, const cae_config *cfg, size_t K, size
             p->decay = 0;
     }
     cae_params_free(&full);
-    push(t, "fc_norm.weight", 1, vec, CAE_INIT_CONST, 1.0f, 0);
-    push(t, "fc_norm.bias", 1, vec, CAE_INIT_ZERO, 0, 0);
-    push(t, "head.weight", 2, hw, CAE_INIT_TRUNC_NORMAL, 0, 1);
-    push(t, "head.bias", 1, hb, CAE_INIT_ZERO, 0, 0);
+    CAE_TRY(cae_params_add(t, CAE_INIT_CONST, 1.0f, 1, vec, "fc_norm.weight"));
+    CAE_TRY(cae_params_add(t, CAE_INIT_ZERO, 0, 1, vec, "fc_norm.bias"));
+    CAE_TRY(cae_params_add(t, CAE_INIT_TRUNC_NORMAL, 0, 2, hw, "head.weight"));
+    CAE_TRY(cae_params_add(t, CAE_INIT_ZERO, 0, 1, hb, "head.bias"));
     return cae_params_layout(t, limit);
 }
 

@@ -49,6 +49,12 @@ static int add(cae_param_table *t, cae_init_rule init, float value, int ndim, co
     return 0;
 }
 
+int cae_params_add(cae_param_table *t, cae_init_rule init, float value, int ndim,
+                   const int64_t *shape, const char *name)
+{
+    return add(t, init, value, ndim, shape, "%s", name);
+}
+
 static int add_linear(cae_param_table *t, const char *prefix, int64_t out, int64_t in, int bias)
 {
     int64_t ws[2] = {out, in}, bs[1] = {out};

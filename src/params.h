@@ -67,6 +67,10 @@ int cae_params_build(cae_param_table *t, const cae_config *c, size_t max_chunk_b
  * most max_chunk_bytes; cae_params_build calls it, tests use it on tables
  * made by hand (p from malloc, freed by cae_params_free). */
 int cae_params_layout(cae_param_table *t, size_t max_chunk_bytes);
+/* Appends one tensor (before cae_params_layout), with the official decay
+ * rule: none for 1-D tensors and biases. */
+int cae_params_add(cae_param_table *t, cae_init_rule init, float value, int ndim,
+                   const int64_t *shape, const char *name);
 void cae_params_free(cae_param_table *t);
 const cae_param *cae_params_find(const cae_param_table *t, const char *name);
 /* The view of a tensor in an arena laid out by t; an unknown name is a bug
