@@ -4,16 +4,9 @@
 # Each rank keeps its own PoCL kernel cache: a folder per node-local rank
 # under POCL_CACHE_DIR when that is set, else mpi/dist.c's default.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 prog="$top/tests/test_allreduce"
-if ! command -v mpirun >/dev/null 2>&1; then
-    echo "SKIP: mpirun not found"
-    exit 77
-fi
-limit=""
-if command -v timeout >/dev/null 2>&1; then
-    limit="timeout 900" # a rank stuck in a collective must not hang make check
-fi
+cae_need_mpirun 900 # a rank stuck in a collective must not hang make check
 for np in 2 3; do
     echo "== $np ranks"
     # shellcheck disable=SC2016 # expanded by the inner shell, per rank

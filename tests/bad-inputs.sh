@@ -9,13 +9,12 @@
 #  - the files already in --output_dir (a checkpoint, log.txt, metrics.jsonl)
 #    are not modified (cksum before and after).
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
 step="$top/tools/cae-cl-step"
 bad="$src/tests/data/bad"
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-bad-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir bad
 failures=0
 tried=0
 fail() {

@@ -6,11 +6,10 @@
 # are written to a temporary name and renamed), and the last logged loss of
 # every step must equal an uninterrupted run's.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-crash-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir crash
 fail() {
     echo "FAIL: $*"
     exit 1

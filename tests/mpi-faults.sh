@@ -7,13 +7,12 @@
 #  3. a bad flag value on every rank stops the run with one line naming it.
 # Needs mpirun and the Fashion-MNIST package; skipped without them.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 train="$top/cae-cl-train"
 command -v mpirun > /dev/null 2>&1 || { echo "SKIP: no mpirun"; exit 77; }
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
     { echo "SKIP: dataset-fashion-mnist not installed"; exit 77; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-faults-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir faults
 fail() {
     echo "FAIL: $*"
     exit 1

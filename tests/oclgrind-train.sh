@@ -5,12 +5,11 @@
 # checks on; any report fails. GEMMs go through CLBlast so they are checked
 # too (oclgrind runs no native kernels). Skipped without oclgrind.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 src=${CAE_TOP_SRCDIR:-.}
 og=${OCLGRIND:-$(command -v oclgrind)}
 [ -n "$og" ] || { echo "SKIP: oclgrind not installed"; exit 77; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-og-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir og
 # oclgrind 21.10's uninitialized-value checker crashes on vector loads: the
 # kernels that use them are built with their scalar loops here
 CAE_CL_NO_CACHE=1 "$og" --data-races --uninitialized --check-api \

@@ -5,11 +5,10 @@
 #   folder that cannot be created, a model too big for the device, and a
 #   full disk (a file-size limit) while a checkpoint is written.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-res-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir res
 fail() {
     echo "FAIL: $*"
     exit 1

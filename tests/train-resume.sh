@@ -8,15 +8,14 @@
 #     leaves the last checkpoint as it was.
 # Needs the Fashion-MNIST package (dataset-fashion-mnist); skipped without.
 set -u
-top=${CAE_TOP_BUILDDIR:-.}
+. "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
 train="$top/cae-cl-train"
 fmnist=${CAE_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
     echo "SKIP: $fmnist not installed (apt-get install dataset-fashion-mnist)"
     exit 77
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/cae-resume-XXXXXX") || exit 99
-trap 'rm -rf "$work"' EXIT
+cae_workdir resume
 fail() {
     echo "FAIL: $*"
     exit 1
