@@ -18,6 +18,7 @@
 #include "testutil.h"
 
 #include "capture.h"
+#include "scratch.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -134,35 +135,9 @@ static void assert_unchanged(const model *m, float **before[3])
 
 /* ---- scratch files and captured stderr ---- */
 
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return;
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d;
-        struct dirent *e;
-        chmod(path, 0700);
-        d = opendir(path);
-        while (d && (e = readdir(d)) != NULL) {
-            char sub[1024];
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_tree(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static void scratch_setup(void)
 {
-    snprintf(base, sizeof base, "/tmp/cae-checkpoint-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(base));
+    scratch_make(base, sizeof base, "checkpoint");
     /* others may search it: the read-only test drops root to nobody */
     ck_assert_int_eq(chmod(base, 0755), 0);
 }
@@ -170,7 +145,7 @@ static void scratch_setup(void)
 static void scratch_teardown(void)
 {
     capture_abandon(); /* a test failed while capturing */
-    rm_tree(base);
+    scratch_remove(base);
 }
 
 static void in_base(char *out, size_t size, const char *name)

@@ -20,6 +20,7 @@
 #include "tokenizer/dalle.h"
 
 #include "capture.h"
+#include "scratch.h"
 
 #include <check.h>
 #include <errno.h>
@@ -69,22 +70,13 @@ static void expect_refused(const char *path, size_t batch, int size, const char 
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmpdir, sizeof tmpdir, "%s/cae-dalle-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert(n > 0 && (size_t)n < sizeof tmpdir);
-    ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp %s: %s", tmpdir, strerror(errno));
+    scratch_make(tmpdir, sizeof tmpdir, "dalle");
 }
 
 static void teardown(void)
 {
-    char path[4200];
-    const char *names[] = {"weights.safetensors", "stderr.txt"};
     capture_abandon(); /* a test failed while capturing */
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        fixture_path(path, sizeof path, tmpdir, names[i]);
-        unlink(path);
-    }
-    rmdir(tmpdir);
+    scratch_remove(tmpdir);
 }
 
 /* ---- conformance ---------------------------------------------------------- */

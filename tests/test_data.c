@@ -21,6 +21,7 @@
 #include "fixture.h"
 
 #include "capture.h"
+#include "scratch.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -42,45 +43,16 @@ static char images[4096]; /* $CAE_TOP_SRCDIR/tests/data/images */
 
 /* ---- fixture and helpers ---------------------------------------------------- */
 
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *e;
-    char sub[8192];
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (!S_ISDIR(sb.st_mode)) {
-        unlink(path);
-        return;
-    }
-    d = opendir(path);
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_tree(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmpdir, sizeof tmpdir, "%s/cae-data-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert(n > 0 && (size_t)n < sizeof tmpdir);
-    ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp %s: %s", tmpdir, strerror(errno));
+    scratch_make(tmpdir, sizeof tmpdir, "data");
     tu_src_path(images, sizeof images, "tests/data/images");
 }
 
 static void teardown(void)
 {
     capture_abandon(); /* a test failed while capturing */
-    rm_tree(tmpdir);
+    scratch_remove(tmpdir);
 }
 
 static char *slurp(const char *path, size_t *len)

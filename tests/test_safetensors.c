@@ -9,6 +9,7 @@
 #include "safetensors.h"
 
 #include "capture.h"
+#include "scratch.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -27,45 +28,15 @@ static char tmpdir[4096];
 
 /* ---- fixture and helpers ---------------------------------------------------- */
 
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *e;
-    char sub[8192];
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (!S_ISDIR(sb.st_mode)) {
-        unlink(path);
-        return;
-    }
-    chmod(path, 0700);   /* the read-only-folder test leaves one behind */
-    d = opendir(path);
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_tree(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmpdir, sizeof tmpdir, "%s/cae-st-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert(n > 0 && (size_t)n < sizeof tmpdir);
-    ck_assert_msg(mkdtemp(tmpdir) != NULL, "mkdtemp %s: %s", tmpdir, strerror(errno));
+    scratch_make(tmpdir, sizeof tmpdir, "st");
 }
 
 static void teardown(void)
 {
     capture_abandon(); /* a test failed while capturing */
-    rm_tree(tmpdir);
+    scratch_remove(tmpdir);
 }
 
 /* tmpdir/NAME in a static buffer, reused after 16 calls: plenty for a test. */
