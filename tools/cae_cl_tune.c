@@ -166,6 +166,28 @@ static void print_set(FILE *f, const char *const *names, const size_t *v, size_t
         fprintf(f, "%s%s=%zu", i ? " " : "", names[i], v[i]);
 }
 
+/* One candidate's outcome (v: ms, NO_TIME when dropped as slower, negative
+ * when refused; t0: when its try began): a line on stdout and an entry in
+ * the report's candidates. */
+static void report_candidate(json_t *cands, const char *kernel, size_t i,
+                             const char *const *names, const size_t *set, size_t n, double v,
+                             double t0)
+{
+    json_t *c = json_object();
+    printf("  %-6s %2zu: ", strcmp(kernel, "Xgemm") == 0 ? "Xgemm" : "Direct", i);
+    print_set(stdout, names, set, n);
+    if (v < 0)
+        printf(": refused by CLBlast or the device\n");
+    else if (v >= NO_TIME)
+        printf(": slower, dropped (%.0f s)\n", (cae_now_ms() - t0) * 1e-3);
+    else
+        printf(": %.1f ms (%.0f s with the compile)\n", v, (cae_now_ms() - t0) * 1e-3);
+    json_object_set_new(c, "kernel", json_string(kernel));
+    json_object_set_new(c, "index", json_integer((json_int_t)i));
+    json_object_set_new(c, "step_gemm_ms", v < 0 || v >= NO_TIME ? json_null() : json_real(v));
+    json_array_append_new(cands, c);
+}
+
 /* ------------------------------------------------------------ timing */
 
 static int run_shape(tuner *t, const cae_gemm_shape *s)
@@ -331,22 +353,11 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     CAE_TRY(force_indirect(t, 0));
     for (size_t i = 0; i < nx && !over_budget(t, 2.0 / 3.0); i++, tried++) {
         double t0 = cae_now_ms();
-        json_t *c = json_object();
         CAE_TRY(cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, xc[i],
                                   CAE_TUNE_XGEMM_N));
         v = time_shapes(t, cur, best_x, 0);
-        printf("  Xgemm  %2zu: ", i);
-        print_set(stdout, cae_tune_xgemm_names, xc[i], CAE_TUNE_XGEMM_N);
-        if (v < 0)
-            printf(": refused by CLBlast or the device\n");
-        else if (v >= NO_TIME)
-            printf(": slower, dropped (%.0f s)\n", (cae_now_ms() - t0) * 1e-3);
-        else
-            printf(": %.1f ms (%.0f s with the compile)\n", v, (cae_now_ms() - t0) * 1e-3);
-        json_object_set_new(c, "kernel", json_string("Xgemm"));
-        json_object_set_new(c, "index", json_integer((json_int_t)i));
-        json_object_set_new(c, "step_gemm_ms", v < 0 || v >= NO_TIME ? json_null() : json_real(v));
-        json_array_append_new(cands, c);
+        report_candidate(cands, "Xgemm", i, cae_tune_xgemm_names, xc[i], CAE_TUNE_XGEMM_N, v,
+                         t0);
         if (v >= 0 && v < best_x) {
             best_x = v;
             memcpy(best->xgemm, xc[i], sizeof best->xgemm);
@@ -364,23 +375,12 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     CAE_TRY(force_indirect(t, MIN_INDIRECT_NEVER));
     for (size_t i = 0; i < nd && !over_budget(t, 1.0); i++, tried++) {
         double t0 = cae_now_ms();
-        json_t *c = json_object();
         CAE_TRY(cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names, dc[i],
                                   CAE_TUNE_DIRECT_N));
         /* worth keeping while it wins some shapes: give up at twice the best */
         v = time_shapes(t, cur, best_d < NO_TIME ? 2 * best_d : NO_TIME, 0);
-        printf("  Direct %2zu: ", i);
-        print_set(stdout, cae_tune_direct_names, dc[i], CAE_TUNE_DIRECT_N);
-        if (v < 0)
-            printf(": refused by CLBlast or the device\n");
-        else if (v >= NO_TIME)
-            printf(": slower, dropped (%.0f s)\n", (cae_now_ms() - t0) * 1e-3);
-        else
-            printf(": %.1f ms (%.0f s with the compile)\n", v, (cae_now_ms() - t0) * 1e-3);
-        json_object_set_new(c, "kernel", json_string("XgemmDirect"));
-        json_object_set_new(c, "index", json_integer((json_int_t)i));
-        json_object_set_new(c, "step_gemm_ms", v < 0 || v >= NO_TIME ? json_null() : json_real(v));
-        json_array_append_new(cands, c);
+        report_candidate(cands, "XgemmDirect", i, cae_tune_direct_names, dc[i],
+                         CAE_TUNE_DIRECT_N, v, t0);
         if (v >= 0 && v < best_d) {
             best_d = v;
             memcpy(best->direct, dc[i], sizeof best->direct);
