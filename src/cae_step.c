@@ -94,10 +94,15 @@ static int forward(cae_model *m)
     cae_block_dims dd = {B, M, Dd, (size_t)c->decoder_num_heads, (size_t)c->decoder_mlp_hidden};
 
     CAE_TRY(encoder_forward(m, &m->enc, 0));
-    /* alignment target: the same weights over the masked patches; cls dropped */
-    CAE_TRY(encoder_forward(m, &m->align, 3));
-    CAE_TRY(cae_copy_blocks(ctx, m->latent_target, M * Dd, cae_buf_at(encoder_latents(m, &m->align), Dd),
-                            (M + 1) * Dd, B, M * Dd, 0));
+    /* alignment target: the same weights over the masked patches; cls
+     * dropped. With a weight of 0 it changes nothing but the time (the
+     * official code computes it anyway), so it is not computed. */
+    if (c->align_loss_weight != 0.0) {
+        CAE_TRY(encoder_forward(m, &m->align, 3));
+        CAE_TRY(cae_copy_blocks(ctx, m->latent_target, M * Dd,
+                                cae_buf_at(encoder_latents(m, &m->align), Dd), (M + 1) * Dd, B,
+                                M * Dd, 0));
+    }
     /* visible latents z, cls dropped; position tables of both token sets */
     CAE_TRY(cae_copy_blocks(ctx, m->z, V * Dd, cae_buf_at(encoder_latents(m, &m->enc), Dd),
                             (V + 1) * Dd, B, V * Dd, 0));
@@ -167,6 +172,10 @@ static int loss(cae_model *m)
                                   (float)(1.0 / (double)R), R, K));
         CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 0), m->row_loss, R, m->reduce_scratch));
         CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 1), m->row_correct, R, m->reduce_scratch));
+    }
+    if (c->align_loss_weight == 0.0) { /* no target computed: no term, no gradient */
+        CAE_TRY(cae_fill_zero(ctx, m->g_latent, n));
+        return cae_fill_zero(ctx, cae_buf_at(m->sums, 2), 1);
     }
     CAE_TRY(cae_mse(ctx, m->g_latent, m->sq, m->latent_pred, m->latent_target,
                     (float)(c->align_loss_weight / (double)n), n));

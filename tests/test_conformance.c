@@ -108,7 +108,7 @@ static int check_fixture(const char *fixture, const char *gemm, char **prefix, c
     return rc;
 }
 
-static const char *fixtures[] = {"tiny", "ls01", "proj", "odd", "pixel", "pixnorm"};
+static const char *fixtures[] = {"tiny", "ls01", "proj", "odd", "pixel", "pixnorm", "noalign"};
 
 /* Runs cae-cl-step on fixture files with extra flags; returns the status. */
 static int step_with(const char *args_fixture, const char *files_fixture, char **extra,
