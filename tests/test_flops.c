@@ -90,6 +90,19 @@ static void shapes_match_flops(const cae_config *c, size_t B)
     ck_assert_double_eq_tol(sum, f.total - f.loss - f.optimizer, 1e-9 * f.total);
 }
 
+START_TEST(test_no_alignment_term)
+{
+    cae_config c = tiny(8);
+    cae_flops with, without;
+    cae_flops_count(&c, 1, 0, &with);
+    c.align_loss_weight = 0.0; /* the step skips the pass; nothing else changes */
+    cae_flops_count(&c, 1, 0, &without);
+    ck_assert_double_eq(without.alignment, 0.0);
+    ck_assert_double_eq(without.total, with.total - with.alignment);
+    ck_assert_double_eq(without.projection, with.projection);
+}
+END_TEST
+
 START_TEST(test_gemm_shapes)
 {
     cae_config c = tiny(4), p = tiny(8), small;
@@ -111,6 +124,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_hand_count);
     tcase_add_test(tc, test_projection_and_batch);
+    tcase_add_test(tc, test_no_alignment_term);
     tcase_add_test(tc, test_gemm_shapes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
