@@ -6,7 +6,8 @@ ImageFolder made by tests/make-probe-data.py, with the tiny model of
 tests/linear-probe.sh: a freshly initialized CAE encoder (cae_reference.py's
 Encoder, official init), features = cls token of the final norm computed
 once with the evaluation transform (Resize(int(S/0.875)) bicubic + center
-crop, normalized with mean = std = 0.5), then BatchNorm1d(affine=False,
+crop, except for inputs of 32 pixels or less, which are used as they are,
+as the official build_transform; normalized with mean = std = 0.5), then BatchNorm1d(affine=False,
 eps=1e-6) + Linear (trunc-normal 0.01 weights, zero bias), cross-entropy,
 LARS (util/lars.py: weight decay 0, momentum 0.9, trust 0.001), lr = blr *
 batch / 256 with linear warmup and cosine per step. Prints the best top-1
@@ -41,8 +42,12 @@ def load_split(root, split, S):
         for f in sorted(os.listdir(d)):
             img = Image.open(os.path.join(d, f)).convert("RGB")
             w, h = img.size
-            ow, oh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-            img = img.resize((ow, oh), Image.BICUBIC)
+            if S <= 32:  # build_transform: small inputs are not resized or cropped
+                assert (w, h) == (S, S), "%s is %dx%d, not %dx%d" % (f, w, h, S, S)
+                ow, oh = w, h
+            else:
+                ow, oh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+                img = img.resize((ow, oh), Image.BICUBIC)
             top, left = int(round((oh - S) / 2.0)), int(round((ow - S) / 2.0))
             a = np.asarray(img, dtype=np.float32)[top:top + S, left:left + S] / 255.0
             xs.append(((a - 0.5) / 0.5).transpose(2, 0, 1))
