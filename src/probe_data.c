@@ -66,10 +66,10 @@ static int load_one(cae_probe *p, const cae_dataset *ds, size_t idx, const cae_a
         return cae_augment(aug, &l->img, seed, l->aug, view, NULL);
     /* the official evaluation transform: the shorter side resized to
      * int(S / 0.875) (bicubic), a center crop of S. run_linear.py writes it
-     * for 224 only; inputs of 32 pixels or less are used as they are, as the
-     * official build_transform (and cae-cl-finetune) does: resizing a 28x28
+     * for 224 only; as cae-cl-finetune, the probes take build_transform's
+     * rule for small inputs (used as they are): resizing a 28x28
      * Fashion-MNIST image to 32 and cropping 28 would cut its edges. */
-    return cae_cls_eval_transform((int)p->S, p->S <= 32 ? 0.0 : 0.875, CAE_FILTER_BICUBIC,
+    return cae_cls_eval_transform((int)p->S, cae_cls_eval_crop_pct((int)p->S), CAE_FILTER_BICUBIC,
                                   p->a.imagenet_default_mean_and_std, &l->img, l->aug, view);
 }
 

@@ -96,7 +96,7 @@ static int load_one(tuner *t, loader_state *ls, const cae_dataset *ds, size_t id
         return cae_cls_train_transform(aug, &ls->img, seed, ls->aug, view);
     /* Resize(int(S / 0.875), bicubic) + CenterCrop(S), as the official eval;
      * inputs of 32 pixels or less are used as they are (build_transform) */
-    return cae_cls_eval_transform((int)t->S, t->S <= 32 ? 0.0 : 0.875, CAE_FILTER_BICUBIC,
+    return cae_cls_eval_transform((int)t->S, cae_cls_eval_crop_pct((int)t->S), CAE_FILTER_BICUBIC,
                                   t->a.imagenet_default_mean_and_std, &ls->img, ls->aug, view);
 }
 

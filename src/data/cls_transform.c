@@ -37,6 +37,11 @@ void cae_cls_train_cfg_default_for(cae_cls_train_cfg *cfg, int input_size)
     cfg->crop_padding = input_size <= 32 ? 4 : 0;
 }
 
+double cae_cls_eval_crop_pct(int input_size)
+{
+    return input_size <= 32 ? 0.0 : 0.875;
+}
+
 int cae_cls_train_check(const cae_cls_train_cfg *cfg)
 {
     if (cfg->input_size <= 0 || cfg->input_size > 65536) {

@@ -52,6 +52,9 @@ int cae_cls_train_check(const cae_cls_train_cfg *cfg);
 int cae_cls_train_transform(const cae_cls_train_cfg *cfg, const cae_image *img, uint64_t seed,
                             cae_augment_scratch *s, float *view /* [3,S,S] normalized */);
 
+/* The official build_transform's crop_pct for the evaluation of input_size:
+ * 0 (no resize, no crop) for inputs of 32 pixels or less, else 0.875. */
+double cae_cls_eval_crop_pct(int input_size);
 /* crop_pct 0: no resize and no crop, ToTensor + Normalize only, as the
  * official build_transform for input_size <= 32; the image must then be
  * S x S (refused otherwise). */
