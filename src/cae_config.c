@@ -76,6 +76,11 @@ static int divides(const char *flag_a, int a, const char *flag_b, int b)
     return 0;
 }
 
+int cae_config_has_alignment(const cae_config *c)
+{
+    return c->align_loss_weight != 0.0;
+}
+
 int cae_config_finish(cae_config *c)
 {
     CAE_TRY(positive("--input_size", c->input_size));

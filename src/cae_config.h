@@ -32,6 +32,9 @@ int cae_config_preset(cae_config *c, const char *model);
 /* Check the sizes and fill the derived fields; -1 with the offending flag
  * named on failure. */
 int cae_config_finish(cae_config *c);
+/* Whether the loss has the alignment term: with --align_loss_weight 0 the
+ * step neither computes the alignment target nor counts or reports it. */
+int cae_config_has_alignment(const cae_config *c);
 /* One line describing the model, for logs. */
 void cae_config_describe(const cae_config *c, char *out, size_t size);
 

@@ -97,7 +97,7 @@ static int forward(cae_model *m)
     /* alignment target: the same weights over the masked patches; cls
      * dropped. With a weight of 0 it changes nothing but the time (the
      * official code computes it anyway), so it is not computed. */
-    if (c->align_loss_weight != 0.0) {
+    if (cae_config_has_alignment(c)) {
         CAE_TRY(encoder_forward(m, &m->align, 3));
         CAE_TRY(cae_copy_blocks(ctx, m->latent_target, M * Dd,
                                 cae_buf_at(encoder_latents(m, &m->align), Dd), (M + 1) * Dd, B,
@@ -173,7 +173,7 @@ static int loss(cae_model *m)
         CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 0), m->row_loss, R, m->reduce_scratch));
         CAE_TRY(cae_sum(ctx, cae_buf_at(m->sums, 1), m->row_correct, R, m->reduce_scratch));
     }
-    if (c->align_loss_weight == 0.0) { /* no target computed: no term, no gradient */
+    if (!cae_config_has_alignment(c)) { /* no target computed: no term, no gradient */
         CAE_TRY(cae_fill_zero(ctx, m->g_latent, n));
         return cae_fill_zero(ctx, cae_buf_at(m->sums, 2), 1);
     }

@@ -41,7 +41,7 @@ void cae_flops_count(const cae_config *c, size_t batch, size_t n_params, cae_flo
         f->projection = 3.0 * lin(B * (V + 1), D, Dd);
         f->alignment += lin(B * (M + 1), D, Dd);
     }
-    if (c->align_loss_weight == 0.0) /* cae_step.c skips the pass */
+    if (!cae_config_has_alignment(c)) /* cae_step.c skips the pass */
         f->alignment = 0.0;
     f->regressor = 3.0 * c->regressor_depth * rblock_fwd(B, V, M, Dd, dhid);
     f->decoder = 3.0 * c->decoder_depth * block_fwd(B, M, Dd, dhid);

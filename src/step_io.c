@@ -335,7 +335,7 @@ static int collect(cae_model *m, const cae_losses *l, outputs *os)
         CAE_TRY(scalar(os, "mlm_acc", l->mlm_acc));
     CAE_TRY(device(m, os, "logits", 2, lshape, m->logits));
     CAE_TRY(device(m, os, "latent_predict", 3, latent, m->latent_pred));
-    if (c->align_loss_weight != 0.0) /* else not computed (cae_step.c) */
+    if (cae_config_has_alignment(c)) /* else not computed (cae_step.c) */
         CAE_TRY(device(m, os, "latent_target", 3, latent, m->latent_target));
     for (size_t i = 0; i < m->table.n; i++) {
         const cae_param *p = &m->table.p[i];
