@@ -10,10 +10,9 @@
 #    are not modified (cksum before and after).
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
-src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
 step="$top/tools/cae-cl-step"
-bad="$src/tests/data/bad"
+bad="$top_srcdir/tests/data/bad"
 cae_workdir bad
 failures=0
 tried=0
@@ -109,7 +108,7 @@ refused empty-folder "$bad/empty" "$train" $tiny --batch_size 2 --data_path "$ba
 refused missing-folder "$work/no-such-folder" "$train" $tiny --batch_size 2 --data_path "$work/no-such-folder" --output_dir "$work/kept"
 
 # ---- safetensors files with corrupt headers: as --resume and as --weights ----
-fixture="$src/tests/fixtures/tiny"
+fixture="$top_srcdir/tests/fixtures/tiny"
 for f in "$bad"/st-*.safetensors; do
     st=$(basename "$f" .safetensors)
     refused "resume-$st" "$(basename "$f")" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" \

@@ -7,7 +7,6 @@
 # every step must equal an uninterrupted run's.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
-src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
 cae_workdir crash
 fail() {
@@ -15,7 +14,7 @@ fail() {
     exit 1
 }
 # 14 images, batch 2: 7 steps an epoch, a checkpoint every epoch
-common="--data_path $src/tests/data/images/folder --input_size 16 --patch_size 4
+common="--data_path $top_srcdir/tests/data/images/folder --input_size 16 --patch_size 4
  --embed_dim 32 --depth 1 --num_heads 2 --decoder_embed_dim 24 --regressor_depth 1
  --decoder_depth 1 --decoder_num_heads 2 --num_mask_patches 8 --min_mask_patches_per_block 2
  --batch_size 2 --epochs 40 --save_ckpt_freq 1 --num_workers 1 --seed 11 --warmup_epochs 1

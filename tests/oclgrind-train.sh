@@ -6,7 +6,6 @@
 # too (oclgrind runs no native kernels). Skipped without oclgrind.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
-src=${CAE_TOP_SRCDIR:-.}
 og=${OCLGRIND:-$(command -v oclgrind)}
 [ -n "$og" ] || { echo "SKIP: oclgrind not installed"; exit 77; }
 cae_workdir og
@@ -14,7 +13,8 @@ cae_workdir og
 # kernels that use them are built with their scalar loops here
 CAE_CL_NO_CACHE=1 "$og" --data-races --uninitialized --check-api \
     --build-options "-DLAYERNORM_VEC=0 -DGELU_VEC=0" --log "$work/oclgrind.log" \
-    "$top/cae-cl-train" --data_path "$src/tests/data/images/folder" --input_size 8 --patch_size 4 \
+    "$top/cae-cl-train" --data_path "$top_srcdir/tests/data/images/folder" \
+    --input_size 8 --patch_size 4 \
     --embed_dim 16 --depth 1 --num_heads 2 --decoder_embed_dim 12 --regressor_depth 1 \
     --decoder_depth 1 --decoder_num_heads 2 --num_mask_patches 2 --min_mask_patches_per_block 1 \
     --batch_size 2 --epochs 1 --num_workers 0 --stop_after_steps 1 --clip_grad 0.5 \

@@ -6,14 +6,13 @@
 #   full disk (a file-size limit) while a checkpoint is written.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/lib.sh"
-src=${CAE_TOP_SRCDIR:-.}
 train="$top/cae-cl-train"
 cae_workdir res
 fail() {
     echo "FAIL: $*"
     exit 1
 }
-tiny="--data_path $src/tests/data/images/folder --input_size 16 --patch_size 4 --embed_dim 32
+tiny="--data_path $top_srcdir/tests/data/images/folder --input_size 16 --patch_size 4 --embed_dim 32
  --depth 1 --num_heads 2 --decoder_embed_dim 24 --regressor_depth 1 --decoder_depth 1
  --decoder_num_heads 2 --num_mask_patches 8 --min_mask_patches_per_block 2 --batch_size 2
  --epochs 1 --num_workers 1"
