@@ -1,7 +1,7 @@
 /* bench_allreduce.c: how long the gradient all-reduce of a cae_base model
  * takes per step, and how much of it hides behind the backward pass.
  *
- *   mpirun -np 2 tools/bench_allreduce [--bucket_mb 25] [--steps 5]
+ *   mpirun -np 2 ./bench-allreduce [--bucket_mb 25] [--steps 5]
  *          [--backward_ms MS] [--sleep] [--model cae_base_patch16_224_8k_vocab]
  *
  * The gradient arena is the real one (cae_params_build on the preset, 98
@@ -22,8 +22,8 @@
  * The all-reduce's own stats (comm_ms, hidden_ms, exposed_ms) are printed
  * per step too. A benchmark, not a test: make check builds it only.
  */
-#include "allreduce.h"
-#include "dist.h"
+#include "mpi/allreduce.h"
+#include "mpi/dist.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +244,7 @@ static void check_average(bench *b)
 
 static void usage(void)
 {
-    printf("usage: mpirun -np N bench_allreduce [--bucket_mb MB (25)] [--steps N (5)]\n"
+    printf("usage: mpirun -np N bench-allreduce [--bucket_mb MB (25)] [--steps N (5)]\n"
            "       [--backward_ms MS (the all-reduce's own time)] [--sleep] [--model NAME]\n"
            "  --sleep: the simulated backward sleeps on the device instead of computing\n");
 }

@@ -25,11 +25,11 @@
  * momentum buffers and the run's progress); --resume FILE continues from
  * it, --eval --resume FILE evaluates it without training.
  */
-#include "attentive.h"
-#include "errors.h"
-#include "probe.h"
-#include "probe_ranks.h"
-#include "sgd.h"
+#include "eval/attentive.h"
+#include "runtime/errors.h"
+#include "eval/probe.h"
+#include "mpi/probe_ranks.h"
+#include "eval/sgd.h"
 
 #include <stdlib.h>
 #include <string.h>

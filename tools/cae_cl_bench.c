@@ -10,16 +10,16 @@
  * Order: warm-up steps, timed steps (no profiling events), then two
  * profiled steps for the op table (events add per-launch overhead).
  */
-#include "args.h"
+#include "train/args.h"
 #include "data/loader_args.h"
-#include "errors.h"
-#include "flops.h"
-#include "gemm.h"
-#include "model.h"
-#include "optim.h"
-#include "profile.h"
+#include "runtime/errors.h"
+#include "model/flops.h"
+#include "runtime/gemm.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "runtime/profile.h"
 #include "tokenizer/dalle.h"
-#include "train_log.h"
+#include "train/train_log.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -23,23 +23,23 @@
  * evaluates --resume (or --finetune) without training.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "args.h"
-#include "checkpoint.h"
+#include "train/args.h"
+#include "train/checkpoint.h"
 #include "data/augment.h"
 #include "data/cls_transform.h"
 #include "data/mixup.h"
 #include "data/randaug.h"
 #include "data/dataset.h"
 #include "data/rng.h"
-#include "allreduce.h"
-#include "dist.h"
-#include "errors.h"
-#include "finetune_model.h"
-#include "layer_decay.h"
-#include "optim.h"
-#include "probe.h"
-#include "schedule.h"
-#include "train_log.h"
+#include "mpi/allreduce.h"
+#include "mpi/dist.h"
+#include "runtime/errors.h"
+#include "eval/finetune_model.h"
+#include "eval/layer_decay.h"
+#include "train/optim.h"
+#include "eval/probe.h"
+#include "train/schedule.h"
+#include "train/train_log.h"
 
 #include <errno.h>
 #include <pthread.h>

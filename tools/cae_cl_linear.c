@@ -21,12 +21,12 @@
  * under run_linear.py's keys head.0.running_{mean,var}, head.1.{weight,bias});
  * --eval --resume FILE evaluates such a head without training.
  */
-#include "errors.h"
-#include "lars.h"
+#include "runtime/errors.h"
+#include "eval/lars.h"
 #include "ops/batchnorm.h"
 #include "ops/ops.h"
-#include "probe.h"
-#include "probe_ranks.h"
+#include "eval/probe.h"
+#include "mpi/probe_ranks.h"
 
 #include <math.h>
 #include <stdlib.h>

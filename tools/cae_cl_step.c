@@ -8,10 +8,10 @@
  * --check, prints per tensor the max abs and relative L2 error and PASS or
  * FAIL, and exits 1 on FAIL.
  */
-#include "args.h"
-#include "errors.h"
-#include "model.h"
-#include "step_io.h"
+#include "train/args.h"
+#include "runtime/errors.h"
+#include "model/model.h"
+#include "train/step_io.h"
 
 #include <stdlib.h>
 #include <time.h>

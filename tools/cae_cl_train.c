@@ -14,18 +14,18 @@
  * pass still runs; loss terms are averaged for the log; rank 0 writes logs
  * and checkpoints; a failing rank stops them all (MPI_Abort).
  */
-#include "allreduce.h"
-#include "args.h"
-#include "checkpoint.h"
+#include "mpi/allreduce.h"
+#include "train/args.h"
+#include "train/checkpoint.h"
 #include "data/loader_args.h"
-#include "dist.h"
-#include "errors.h"
-#include "model.h"
-#include "optim.h"
-#include "safetensors.h"
-#include "schedule.h"
+#include "mpi/dist.h"
+#include "runtime/errors.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "safetensors/safetensors.h"
+#include "train/schedule.h"
 #include "tokenizer/dalle.h"
-#include "train_log.h"
+#include "train/train_log.h"
 
 #include <errno.h>
 #include <math.h>
@@ -200,7 +200,7 @@ static int resume(trainer *t)
     if ((weights = is_weights_file(path)) < 0)
         return -1;
     if (weights) {
-        /* an official checkpoint converted by tools/convert-checkpoint, or
+        /* an official checkpoint converted by cae-cl-convert-checkpoint, or
          * weights alone: the model continues, the optimizer starts afresh */
         CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params, NULL, NULL,
                                     &meta));

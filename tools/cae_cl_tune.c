@@ -21,13 +21,13 @@
  * switches GELU_VEC and LAYERNORM_VEC (one program build each), timed on
  * the step's LayerNorm, GELU and softmax sizes.
  */
-#include "args.h"
-#include "errors.h"
-#include "gemm.h"
-#include "gemm_shapes.h"
+#include "train/args.h"
+#include "runtime/errors.h"
+#include "runtime/gemm.h"
+#include "model/gemm_shapes.h"
 #include "ops/ops.h"
-#include "train_log.h"
-#include "tune_file.h"
+#include "train/train_log.h"
+#include "runtime/tune_file.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* dalle-clfft-probe.c: the least an FFT convolution of the DALL-E 7x7 input
  * layer (3 -> 256 channels, batch 8 at 112x112) costs with clFFT, to compare
- * with im2col + GEMM (the "input" line of tests/bench_dalle).
+ * with im2col + GEMM (the "input" line of ./bench-dalle).
  *
  * Times the forward R2C transforms of the 8*3 zero-padded input planes, the
  * complex multiply-accumulate over the 3 input channels (filter spectra

@@ -16,7 +16,7 @@
 #include "data/augment_internal.h"
 #include "data/rng.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <stdlib.h>

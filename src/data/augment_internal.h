@@ -1,5 +1,5 @@
 /* augment_internal.h: the pieces of resize.c and augment.c that the
- * augmentation itself and tests/test_augment.c use directly: resampling of
+ * augmentation itself and tests/check/test_augment.c use directly: resampling of
  * a strided RGB view with reusable work buffers, ColorJitter with explicit
  * factors, and the random plan of one sample (jitter, flip, crop box) kept
  * apart from its execution. Not part of the library's public interface. */

@@ -8,7 +8,7 @@
 #include "data/cls_transform.h"
 #include "data/augment_internal.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <string.h>

@@ -12,7 +12,7 @@
  * Like torchvision, a class folder without samples is an error. */
 #define _DEFAULT_SOURCE /* struct dirent's d_type saves a stat per file */
 #include "data/dataset.h"
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <dirent.h>
 #include <errno.h>

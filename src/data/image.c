@@ -13,7 +13,7 @@
  * header is checked against CAE_IMAGE_MAX_PIXELS before any pixel buffer is
  * allocated. */
 #include "data/image.h"
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -15,7 +15,7 @@
  * by the one worker that claimed it. cae_loader_start waits until no sample
  * is in progress before it reuses the ring. */
 #include "data/loader.h"
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <errno.h>
 #include <pthread.h>

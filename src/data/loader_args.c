@@ -1,7 +1,7 @@
 /* loader_args.c: flags -> masking and loader configuration. */
 #include "data/loader_args.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
 #ifndef CAE_LOADER_ARGS_H
 #define CAE_LOADER_ARGS_H
 
-#include "args.h"
+#include "train/args.h"
 #include "data/loader.h"
 
 /* --mask_generator, --num_mask_patches, --{min,max}_mask_patches_per_block;

@@ -23,7 +23,7 @@
 #include "data/masking.h"
 #include "data/rng.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include "data/mixup.h"
 #include "data/rng.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <string.h>

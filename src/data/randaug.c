@@ -13,7 +13,7 @@
 #include "data/randaug.h"
 #include "data/augment_internal.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <stdio.h>

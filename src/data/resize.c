@@ -14,7 +14,7 @@
  * subtraction in1 - in0 that sets the scale. */
 #include "data/augment_internal.h"
 
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <errno.h>
 #include <limits.h>

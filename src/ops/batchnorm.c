@@ -1,7 +1,7 @@
 /* batchnorm.c: BatchNorm1d without affine parameters (the linear and
  * attentive probes' head, torch.nn.BatchNorm1d(C, affine=False, eps=1e-6));
  * kernels in cl/batchnorm.cl. */
-#include "batchnorm.h"
+#include "ops/batchnorm.h"
 
 int cae_batchnorm_forward_train(cae_ctx *ctx, cae_buf y, cae_buf mean, cae_buf rstd,
                                 cae_buf run_mean, cae_buf run_var, cae_buf x, size_t B, size_t C,

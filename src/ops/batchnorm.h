@@ -4,7 +4,7 @@
 #ifndef CAE_OPS_BATCHNORM_H
 #define CAE_OPS_BATCHNORM_H
 
-#include "../runtime.h"
+#include "runtime/runtime.h"
 
 #define CAE_BN_EPS 1e-6f
 #define CAE_BN_MOMENTUM 0.1f

@@ -1,6 +1,6 @@
 /* finetune.c: mean pooling of the patch tokens and soft-target
  * cross-entropy (see finetune.h). Kernels: cl/finetune.cl. */
-#include "finetune.h"
+#include "ops/finetune.h"
 
 static int pool_launch(cae_ctx *ctx, const char *name, cae_buf out, cae_buf in, size_t B,
                        size_t N, size_t C, size_t n)

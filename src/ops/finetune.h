@@ -4,7 +4,7 @@
 #ifndef CAE_OPS_FINETUNE_H
 #define CAE_OPS_FINETUNE_H
 
-#include "../runtime.h"
+#include "runtime/runtime.h"
 
 /* out[b,c] = mean over n in [1, N] of x[b*(N+1) + n, c] (row 0, the cls
  * token, excluded) */

@@ -3,7 +3,7 @@
  * Both are elementwise. The backward overwrites dx (= dy * GELU'(x)); there
  * are no parameters. y may alias x and dx may alias dy.
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
                      size_t n)

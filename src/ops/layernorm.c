@@ -8,7 +8,7 @@
  * The row kernels come in two shapes (ctx->row_group): a row per work-item
  * (CPUs) or a row per work-group (GPUs).
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
                           cae_buf mean /* [T] */, cae_buf rstd /* [T] */,

@@ -6,8 +6,8 @@
  * asks to accumulate (residual stream, a tensor feeding several linears).
  * Kernels: cl/linear.cl.
  */
-#include "ops.h"
-#include "../gemm.h"
+#include "ops/ops.h"
+#include "runtime/gemm.h"
 
 int cae_linear_forward(cae_ctx *ctx, cae_buf y /* [T,O] */,
                        cae_buf x /* [T,I] */, cae_buf w /* [O,I] */,

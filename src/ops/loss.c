@@ -8,7 +8,7 @@
  * correct flag 0 and its gradient row the scaled softmax (no one-hot).
  * Kernels: cl/loss.cl.
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <limits.h>
 

@@ -12,8 +12,8 @@
  *
  * Gradients: dq, dk, dv overwrite (=).
  */
-#include "ops.h"
-#include "../gemm.h"
+#include "ops/ops.h"
+#include "runtime/gemm.h"
 
 /* cl/mha.cl's MHA_MAX_DH */
 #define CAE_MHA_MAX_DH 128

@@ -15,7 +15,7 @@
 #ifndef CAE_OPS_H
 #define CAE_OPS_H
 
-#include "../runtime.h"
+#include "runtime/runtime.h"
 
 #define CAE_LN_EPS 1e-6f
 

@@ -4,7 +4,7 @@
  * computed in double and rounded to float once, so every build and device
  * starts from the same table (and the official one, up to that rounding).
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 #include <math.h>
 

@@ -7,7 +7,7 @@
  * the same order and returns the same float. out is overwritten (=).
  * Kernels: cl/reduce.cl.
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 #define REDUCE_CHUNK 4096        /* target elements per pass-1 work-item */
 #define REDUCE_MAX_CHUNKS 16384  /* beyond this, chunks grow instead */

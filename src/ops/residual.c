@@ -7,7 +7,7 @@
  * the stream's own gradient dx passes through unchanged, so the caller keeps
  * using it.
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 /* Bind the shared (g, s, T, C, rows_per_sample) tail of the elementwise
  * kernels; an absent buffer goes with a 0 flag. */

@@ -4,7 +4,7 @@
  * Gradients: dx overwrites (=). y may alias x and dx may alias dy.
  * Kernels: cl/softmax.cl (one work-item per row).
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 int cae_softmax_forward(cae_ctx *ctx, cae_buf y /* [R,K] */,
                         cae_buf x /* [R,K] */, size_t R, size_t K)

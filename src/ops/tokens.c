@@ -7,7 +7,7 @@
  * yields NaN in a gather or patchify output and is skipped by the scatter.
  * Kernels: cl/tokens.cl, one work-item per output element.
  */
-#include "ops.h"
+#include "ops/ops.h"
 
 int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */,
                     cae_buf src /* [B*src_rows, C] or [rows, C] */,

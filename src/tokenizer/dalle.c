@@ -20,7 +20,7 @@
  * images, at most COL_BUDGET floats unless one image needs more) and the
  * logits. cae_dalle_labels allocates nothing.
  *
- * Measured (tests/bench_dalle) on PoCL, 2 cores of an AMD EPYC (shared
+ * Measured (./bench-dalle) on PoCL, 2 cores of an AMD EPYC (shared
  * with other jobs: repeat runs vary by 5-40%), OpenBLAS, --gemm host, batch
  * 8 at 112x112, n_hid 256, vocab 8192 (52 GFLOP per image): 2.39 s per
  * call, 3.3 images/s (GEMMs 81%, im2col 15%, other kernels 4%); --gemm
@@ -34,10 +34,10 @@
  * dependency). The CPU-shaped kernels (see cl/conv.cl) were 5-15x faster
  * than one work-item per element here.
  * Kernels: cl/conv.cl. */
-#include "dalle.h"
+#include "tokenizer/dalle.h"
 
-#include "../gemm.h"
-#include "../safetensors.h"
+#include "runtime/gemm.h"
+#include "safetensors/safetensors.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -195,7 +195,7 @@ static int read_sizes(cae_dalle *d, const cae_st_file *f)
     const cae_st_tensor *in = cae_st_find(f, "blocks.input.w");
     const cae_st_tensor *out = cae_st_find(f, "blocks.output.conv.w");
     if (in == NULL || out == NULL) {
-        cae_errorf("%s: tensor '%s': not found (not a DALL-E encoder from tools/convert-dall-e?)",
+        cae_errorf("%s: tensor '%s': not found (not a DALL-E encoder from cae-cl-convert-dall-e?)",
                    f->path, in == NULL ? "blocks.input.w" : "blocks.output.conv.w");
         return -1;
     }

@@ -8,13 +8,13 @@
  * when the widths differ. All convs have bias and 'same' padding. A patch's
  * label is the argmax over the vocabulary at its grid cell.
  *
- * Weights: a safetensors file from tools/convert-dall-e, keys as the
+ * Weights: a safetensors file from cae-cl-convert-dall-e, keys as the
  * official module's state_dict (blocks.input.w, blocks.group_1.block_1.
  * res_path.conv_1.w, ..., blocks.output.conv.b), w in [out,in,k,k]. */
 #ifndef CAE_DALLE_H
 #define CAE_DALLE_H
 
-#include "runtime.h"
+#include "runtime/runtime.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * input at NUL and newline bytes (at most 64 arguments). A parse that
  * succeeds must leave a positive batch size and epoch count. */
 #include "fuzz.h"
-#include "args.h"
+#include "train/args.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * The header-only read (quiet and not) must agree with it: accept exactly
  * the same files, with the same tensors. */
 #include "fuzz.h"
-#include "safetensors.h"
+#include "safetensors/safetensors.h"
 
 #include <stdio.h>
 #include <stdlib.h>

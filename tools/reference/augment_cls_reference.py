@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fixtures for tests/test_cls_augment.c: timm's RandAugment ops (Pillow),
+"""Fixtures for tests/check/test_cls_augment.c: timm's RandAugment ops (Pillow),
 the evaluation transform (torchvision semantics) and Mixup/CutMix (torch).
 
 timm is not installed here: the functions below restate timm 0.4's

@@ -13,7 +13,7 @@ vocabulary. Block: id_path(x) + 1/n_layers^2 * res_path(x), n_layers = 8,
 res_path = ReLU, 3x3 conv to n_out/4, ReLU, 3x3, ReLU, 3x3, ReLU, 1x1 to n_out;
 id_path is a 1x1 conv only when the widths differ. Every conv has a bias and
 'same' padding. The module tree and parameter names (w, b) are the official
-dall_e.encoder.Encoder's, so state_dict() gives the keys tools/convert-dall-e
+dall_e.encoder.Encoder's, so state_dict() gives the keys cae-cl-convert-dall-e
 writes (blocks.input.w, blocks.group_1.block_1.res_path.conv_1.w, ...,
 blocks.output.conv.b).
 

@@ -2,8 +2,8 @@
 """linear_probe_torch.py DATA [EPOCHS BLR BATCH SEED] [--save-encoder F]
 [--encoder F] [--use-mean]: the linear-probe
 recipe of cae-cl-linear (and the official run_linear.py) in PyTorch, on an
-ImageFolder made by tests/make-probe-data.py, with the tiny model of
-tests/linear-probe.sh: a freshly initialized CAE encoder (cae_reference.py's
+ImageFolder made by tests/shell/make-probe-data.py, with the tiny model of
+tests/shell/linear-probe.sh: a freshly initialized CAE encoder (cae_reference.py's
 Encoder, official init), features = cls token of the final norm computed
 once with the evaluation transform (Resize(int(S/0.875)) bicubic + center
 crop, except for inputs of 32 pixels or less, which are used as they are,
@@ -15,7 +15,7 @@ on DATA/val and the last epoch's. --save-encoder writes the random encoder
 (official encoder.* keys, safetensors) so cae-cl-linear can probe the very
 same one (--finetune F); --encoder loads one instead of drawing it;
 --use-mean takes the mean of the patch tokens instead of the cls token.
-tests/linear-probe.sh compares cae-cl-linear with this script's result,
+tests/shell/linear-probe.sh compares cae-cl-linear with this script's result,
 committed in tests/fixtures/linear-probe/ (written by --fixture DIR: the
 encoder and expected.json). torchvision is not needed: the transforms are
 done with Pillow and numpy."""

@@ -12,7 +12,7 @@
 # folder is printed.  Exits 1 if anything failed.
 #
 # Environment: PYTHON (default /usr/bin/python3), CAE_CL_STEP (default
-# tools/cae-cl-step; copied first, so a rebuild during the sweep cannot
+# cae-cl-step; copied first, so a rebuild during the sweep cannot
 # disturb it), TMPDIR (where the fixture folder goes).
 #
 # Widths are capped at 48 so that every fixture file stays under
@@ -26,7 +26,7 @@ n=${1:-8}
 seed=${2:-1}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${PYTHON:-/usr/bin/python3}
-step=${CAE_CL_STEP:-$root/tools/cae-cl-step}
+step=${CAE_CL_STEP:-$root/cae-cl-step}
 base=$(mktemp -d "${TMPDIR:-/tmp}/cae-sweep.XXXXXX") || exit 2
 cp "$step" "$base/cae-cl-step" || exit 2
 step=$base/cae-cl-step

@@ -1,0 +1,79 @@
+/* encoder_eval.h: a frozen CAE encoder for the evaluation programs.
+ *
+ * The encoder.* tensors of the full parameter table (the same layout as
+ * training, so checkpoints and converted official weights load unchanged),
+ * either loaded (--finetune FILE) or freshly initialized with the official
+ * rules (--finetune random, the same draws as cae_model_init_weights), and a
+ * forward over ALL patches (no mask): cls + patch embeddings with the fixed
+ * sin-cos positions, the blocks, the final LayerNorm. Forward only; the
+ * activations are planned once for the batch size given to
+ * cae_encoder_eval_init and reused by every call (one block's worth, the
+ * blocks run in place on one residual stream).
+ */
+#ifndef CAE_ENCODER_EVAL_H
+#define CAE_ENCODER_EVAL_H
+
+#include "model/model.h"
+
+#include <stdint.h>
+
+/* What a forward hands back per image: the cls token of the final norm, the
+ * mean of the patch tokens (the final norm's output; a built model has its
+ * final norm), every token [cls, patches] of the final norm, or every token
+ * of the last block before the final norm. */
+typedef enum { CAE_POOL_CLS, CAE_POOL_MEAN, CAE_POOL_TOKENS, CAE_POOL_TOKENS_PRENORM } cae_pool;
+
+typedef struct {
+    cae_ctx *ctx;
+    cae_config cfg;
+    size_t B;                 /* the largest batch a forward takes */
+    cae_param_table table;    /* the whole model's table (encoder.* used) */
+    cae_arena params;
+    cae_block_w *blocks;
+    cae_buf cls_token, patch_w, patch_b;
+    cae_ln_w norm;
+    /* activations (one allocation each) */
+    cl_mem samples_mem, idx_mem, act_mem, feat_mem;
+    cae_buf samples, idx, patches, emb, cls_rows, pos, stream, out, out_mean, out_rstd;
+    cae_buf pooled;           /* [B, D] */
+    cae_block_acts acts;
+} cae_encoder_eval;
+
+/* ---- shared by every encoder that sees all patches (this one and
+ * fine-tuning's trainable one) ---- */
+typedef struct {
+    cae_buf samples;           /* [B,3,S,S] input */
+    cae_buf idx;               /* int [B,N]: 0..N-1 per image */
+    cae_buf pos;               /* [N+1, D] the fixed sin-cos table (row 0: cls) */
+    cae_buf patches, emb;      /* [B*N, 3PP], [B*N, D] */
+    cae_buf cls_rows;          /* [B, D] */
+} cae_patch_embed_bufs;
+
+/* Write idx and pos (once, after planning) for batches of up to B images. */
+int cae_patch_embed_upload(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                           size_t B);
+/* stream [n, N+1, D] = [cls, patch embeddings + positions] of the n images in
+ * b->samples (the cls position is zero). */
+int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
+                            cae_buf cls_token, cae_buf patch_w, cae_buf patch_b, cae_buf stream,
+                            size_t n);
+
+/* Plan the encoder for batches of up to `batch` images of cfg's size. */
+int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch);
+void cae_encoder_eval_free(cae_encoder_eval *e);
+
+/* "random": the official initialization from seed; anything else: a
+ * checkpoint or weights .safetensors holding (at least) the encoder.*
+ * tensors of this configuration. */
+int cae_encoder_eval_load(cae_encoder_eval *e, const char *finetune, uint64_t seed);
+
+/* Floats per image a forward with this pooling writes: D, or (N+1)*D for
+ * the token pools. */
+size_t cae_encoder_eval_feature_size(const cae_encoder_eval *e, cae_pool pool);
+
+/* features [n, feature_size] (host) of n <= B images [n,3,S,S] (host,
+ * normalized), as pool says. */
+int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n, cae_pool pool,
+                             float *features);
+
+#endif

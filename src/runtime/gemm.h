@@ -1,0 +1,52 @@
+/* gemm.h: the one matrix-multiply wrapper, with two back ends.
+ *
+ * Row-major C = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T.
+ * CLBlast runs it on the device; the host back end enqueues the host CBLAS
+ * as a native kernel in the same in-order queue (CPU devices that run native
+ * kernels, such as PoCL), so no host round trip or queue wait is needed.
+ * ctx->gemm says which back end runs.
+ */
+#ifndef CAE_GEMM_H
+#define CAE_GEMM_H
+
+#include "runtime/runtime.h"
+
+/* A [M,K] (or [K,M] when trans_a), B [K,N] (or [N,K] when trans_b), C [M,N];
+ * lda/ldb/ldc are row strides in elements. */
+int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
+             size_t k, float alpha, cae_buf a, size_t lda, cae_buf b,
+             size_t ldb, float beta, cae_buf c, size_t ldc);
+
+/* batch independent GEMMs; matrix i of X starts stride_x elements after
+ * matrix i-1. */
+int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m,
+                     size_t n, size_t k, float alpha, cae_buf a, size_t lda,
+                     size_t stride_a, cae_buf b, size_t ldb, size_t stride_b,
+                     float beta, cae_buf c, size_t ldc, size_t stride_c,
+                     size_t batch);
+
+/* A grid of independent GEMMs: matrix (o, i) of X starts
+ * o * outer.stride_x + i * inner.stride_x elements in (o < outer.count,
+ * i < inner.count). Attention uses it to address each (sample, head) in the
+ * token layout [B*N, ld] directly, without moving heads into their own
+ * tensors. */
+typedef struct {
+    size_t count, stride_a, stride_b, stride_c;
+} cae_gemm_batch;
+int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                        float alpha, cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta,
+                        cae_buf c, size_t ldc, cae_gemm_batch outer, cae_gemm_batch inner);
+
+/* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end. */
+int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
+void cae_gemm_free(cae_ctx *ctx);
+/* CLBlastOverrideParameters for one kernel's parameter set (single
+ * precision); 0, or -1 reported. */
+int cae_gemm_override(cl_device_id device, const char *kernel, const char *const *names,
+                      const size_t *values, size_t n);
+/* The fixed Xgemm set CPU devices use without a tuning file. */
+extern const size_t cae_gemm_cpu_xgemm[CAE_TUNE_XGEMM_N];
+/* At most n BLAS threads for the host back end (ranks sharing a CPU). */
+void cae_gemm_limit_host_threads(int n);
+
+#endif

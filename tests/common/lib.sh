@@ -1,0 +1,27 @@
+# tests/common/lib.sh: what the shell tests share. Each one sources it with
+#   . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
+# make check sets CAE_TOP_SRCDIR and CAE_TOP_BUILDDIR (absolute, so that
+# distcheck's separate build folder works); by hand, run from the top.
+# shellcheck shell=sh
+top_srcdir=${CAE_TOP_SRCDIR:-.}
+top=${CAE_TOP_BUILDDIR:-.}
+
+# cae_workdir NAME: a fresh folder in $work, removed when the test exits.
+cae_workdir() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/cae-$1-XXXXXX") || exit 99
+    trap 'rm -rf "$work"' EXIT
+}
+
+# cae_need_mpirun SECONDS: skip the test (exit 77) without mpirun; sets
+# $limit, the prefix that stops a run stuck in a collective after SECONDS
+# (empty without coreutils' timeout), so that make check cannot hang.
+cae_need_mpirun() {
+    if ! command -v mpirun >/dev/null 2>&1; then
+        echo "SKIP: mpirun not found"
+        exit 77
+    fi
+    limit=""
+    if command -v timeout >/dev/null 2>&1; then
+        limit="timeout $1"
+    fi
+}

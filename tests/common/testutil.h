@@ -1,0 +1,40 @@
+/* testutil.h: device fixtures shared by the Check suites.
+ *
+ * One OpenCL context per test binary (device suites run with CK_FORK=no, so
+ * the context is never used across a fork). Buffers are uploaded at a
+ * non-zero element offset with a canary region before and after the data, so
+ * an out-of-bounds write shows up as a changed canary on download.
+ */
+#ifndef CAE_TESTUTIL_H
+#define CAE_TESTUTIL_H
+
+#include "runtime/runtime.h"
+#include <stddef.h>
+
+#define TU_PAD 13 /* canary elements before and after every test buffer */
+
+typedef struct {
+    cl_mem mem;
+    size_t n;    /* data elements (4 bytes each) */
+    cae_buf buf; /* (mem, TU_PAD): what the op under test receives */
+} tu_dbuf;
+
+/* The process-wide context; the GEMM back end comes from CAE_TEST_GEMM
+ * (auto, clblast or host; default auto). Aborts the test on failure. */
+cae_ctx *tu_ctx(void);
+
+tu_dbuf tu_upload(const float *host, size_t n);
+tu_dbuf tu_upload_int(const int *host, size_t n);
+tu_dbuf tu_filled(size_t n, float value); /* n floats, each value */
+/* Copy back n floats and assert both canaries are intact. */
+void tu_download(float *host, const tu_dbuf *b);
+void tu_free(tu_dbuf *b);
+
+/* Fill with deterministic pseudo-random values in [lo, hi). */
+void tu_random(float *x, size_t n, float lo, float hi, unsigned seed);
+
+/* Assert max |got - want| <= tol * max(1, max |want|), naming what. */
+void tu_assert_close(const char *what, const float *got, const double *want,
+                     size_t n, double tol);
+
+#endif

@@ -1,0 +1,61 @@
+#!/bin/sh
+# mpi-faults.sh: one rank dying stops the whole run, and nothing is lost.
+#  1. a 2-rank run writes a checkpoint (--stop_after_steps);
+#  2. a 2-rank run resumes from it; one rank is killed with SIGKILL mid-run:
+#     mpirun must exit non-zero within 30 s, the checkpoint must still load
+#     and resume, with one rank (a different number of ranks) this time;
+#  3. a bad flag value on every rank stops the run with one line naming it.
+# Needs mpirun and the Fashion-MNIST package; skipped without them.
+set -u
+. "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
+train="$top/cae-cl-train"
+command -v mpirun > /dev/null 2>&1 || { echo "SKIP: no mpirun"; exit 77; }
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+    { echo "SKIP: dataset-fashion-mnist not installed"; exit 77; }
+cae_workdir faults
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+mpi="mpirun --allow-run-as-root --oversubscribe -np 2"
+common="--input_size 16 --patch_size 4 --embed_dim 32 --depth 1 --num_heads 2
+ --decoder_embed_dim 24 --regressor_depth 1 --decoder_depth 1 --decoder_num_heads 2
+ --num_mask_patches 8 --min_mask_patches_per_block 2 --batch_size 4 --epochs 1
+ --num_workers 1 --output_dir $work/out"
+
+# 1. a checkpoint to come back to
+$mpi "$train" $common --stop_after_steps 2 > "$work/1.log" 2>&1 || fail "first run: $(tail -5 "$work/1.log")"
+ckpt="$work/out/checkpoint-0.safetensors"
+[ -f "$ckpt" ] || fail "no checkpoint written"
+sum=$(cksum < "$ckpt")
+
+# 2. kill one rank mid-run
+$mpi "$train" $common > "$work/2.log" 2>&1 &
+mpirun_pid=$!
+i=0
+# wait until the resumed run trains (its metrics grow past the first run's 2 steps)
+while [ "$(wc -l < "$work/out/metrics.jsonl")" -lt 4 ] && [ $i -lt 600 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+victim=$(pgrep -P $mpirun_pid -f cae-cl-train | tail -1)
+[ -n "$victim" ] || fail "no rank process found under mpirun $mpirun_pid"
+start=$(date +%s)
+kill -KILL "$victim"
+wait $mpirun_pid
+rc=$?
+elapsed=$(($(date +%s) - start))
+[ $rc -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
+[ $elapsed -le 30 ] || fail "mpirun took $elapsed s to stop"
+[ "$(cksum < "$ckpt")" = "$sum" ] || fail "the checkpoint changed"
+echo "ok: a killed rank stopped the run in ${elapsed}s (exit $rc); checkpoint intact"
+
+# the checkpoint resumes, here on one rank
+"$train" $common --stop_after_steps 3 > "$work/3.log" 2>&1 || fail "resume: $(tail -5 "$work/3.log")"
+grep -q "resumed from .*checkpoint-0" "$work/3.log" || fail "did not resume: $(tail -5 "$work/3.log")"
+echo "ok: resumed on a different number of ranks"
+
+# 3. a bad value stops every rank with one line naming the flag
+$mpi "$train" $common --mask_generator blocky > "$work/4.log" 2>&1 && fail "a bad flag value was accepted"
+grep -q "mask_generator blocky" "$work/4.log" || fail "no message naming the flag: $(tail -5 "$work/4.log")"
+echo "ok: a bad flag stops every rank"

@@ -1,0 +1,79 @@
+#!/bin/sh
+# train-resume.sh: cae-cl-train's checkpoints resume exactly.
+#  1. 6 steps in one run, and 3 steps + resume + 3 steps, log identical
+#     losses at every step (same device, same GEMM back end);
+#  2. SIGTERM finishes the step, writes a checkpoint and exits 143, and the
+#     run resumes from it;
+#  3. a non-finite loss stops the run with a message naming the step, and
+#     leaves the last checkpoint as it was.
+# Needs the Fashion-MNIST package (dataset-fashion-mnist); skipped without.
+set -u
+. "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
+train="$top/cae-cl-train"
+fmnist=${CAE_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+    echo "SKIP: $fmnist not installed (apt-get install dataset-fashion-mnist)"
+    exit 77
+fi
+cae_workdir resume
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+# a tiny model so each step takes milliseconds
+common="--input_size 16 --patch_size 4 --embed_dim 32 --depth 1 --num_heads 2
+ --decoder_embed_dim 24 --regressor_depth 1 --decoder_depth 1 --decoder_num_heads 2
+ --num_mask_patches 8 --min_mask_patches_per_block 2 --batch_size 8 --epochs 1
+ --num_workers 2 --seed 3 --warmup_steps 2 --lr 1e-3 --drop_path 0.1"
+
+losses() { # "step loss" per line of a metrics.jsonl
+    sed -E 's/.*"step": ([0-9]+),.*"loss": ([^,]+),.*/\1 \2/' "$1"
+}
+
+# 1. resume gives the same losses as an uninterrupted run
+"$train" $common --output_dir "$work/a" --stop_after_steps 6 > "$work/a.log" 2>&1 ||
+    fail "uninterrupted run: $(tail -3 "$work/a.log")"
+"$train" $common --output_dir "$work/b" --stop_after_steps 3 > "$work/b1.log" 2>&1 ||
+    fail "first half: $(tail -3 "$work/b1.log")"
+ls "$work/b"/checkpoint-*.safetensors > /dev/null 2>&1 || fail "no checkpoint after --stop_after_steps"
+"$train" $common --output_dir "$work/b" --stop_after_steps 6 > "$work/b2.log" 2>&1 ||
+    fail "resumed half: $(tail -3 "$work/b2.log")"
+grep -q "resumed from" "$work/b2.log" || fail "the second run did not resume"
+losses "$work/a/metrics.jsonl" > "$work/a.loss"
+losses "$work/b/metrics.jsonl" > "$work/b.loss"
+[ "$(wc -l < "$work/a.loss")" -eq 6 ] || fail "expected 6 steps, got $(wc -l < "$work/a.loss")"
+cmp -s "$work/a.loss" "$work/b.loss" || {
+    paste "$work/a.loss" "$work/b.loss"
+    fail "resumed losses differ from the uninterrupted run"
+}
+echo "ok: 3 + resume + 3 steps equal 6 steps"
+
+# 2. SIGTERM: finish the step, checkpoint, exit 143, resumable
+"$train" $common --output_dir "$work/c" > "$work/c.log" 2>&1 &
+pid=$!
+i=0
+while [ "$(cat "$work/c/metrics.jsonl" 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 143 ] || fail "SIGTERM: exit status $rc, expected 143: $(tail -3 "$work/c.log")"
+grep -q "stopped by signal" "$work/c.log" || fail "SIGTERM: no message"
+steps=$(wc -l < "$work/c/metrics.jsonl")
+"$train" $common --output_dir "$work/c" --stop_after_steps $((steps + 1)) > "$work/c2.log" 2>&1 ||
+    fail "resume after SIGTERM: $(tail -3 "$work/c2.log")"
+grep -q "resumed from" "$work/c2.log" || fail "no resume after SIGTERM"
+echo "ok: SIGTERM checkpoint resumes"
+
+# 3. a non-finite loss stops the run; the checkpoint stays intact
+cp -r "$work/a" "$work/d"
+sum_before=$(cksum "$work/d"/checkpoint-*.safetensors)
+"$train" $common --output_dir "$work/d" --lr 1e30 --clip_grad 0 --warmup_steps 0 \
+    --stop_after_steps 40 > "$work/d.log" 2>&1
+rc=$?
+[ $rc -ne 0 ] || fail "a diverging run exited 0"
+grep -q "non-finite loss at step" "$work/d.log" || fail "no non-finite loss message: $(tail -3 "$work/d.log")"
+[ "$(cksum "$work/d"/checkpoint-*.safetensors)" = "$sum_before" ] || fail "checkpoint changed"
+echo "ok: non-finite loss stops the run"
