@@ -3,7 +3,7 @@
    header length N, N bytes of JSON header, then the data area).
 
    Checkpoints, weights and test fixtures all travel in this format, with the
-   official PyTorch state_dict keys as tensor names (DESIGN.md).
+   official PyTorch state_dict keys as tensor names (src/model/DESIGN.md §2).
 
    Every function that can fail returns 0 / -1 (or NULL) and prints one line
    to stderr that names the file and, where there is one, the tensor. */

@@ -1,4 +1,4 @@
-"""PyTorch reference of one CAE training step (DESIGN.md section 1).
+"""PyTorch reference of one CAE training step (src/model/DESIGN.md section 1).
 
 Two targets for the decoder head: "dall-e" (default) classifies each masked
 patch into a tokenizer vocabulary with cross-entropy against given labels;

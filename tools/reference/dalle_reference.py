@@ -6,7 +6,7 @@
     dalle_reference.py --out DIR [--n_hid N --vocab V --image_size S --batch B
                                   --masked M --seed S --res_scale X]
 
-The encoder is written from src/tokenizer/dalle.h (and DESIGN.md): input 7x7
+The encoder is written from src/tokenizer/dalle.h (and src/model/DESIGN.md): input 7x7
 conv 3 -> n_hid; four groups of two residual blocks of widths n_hid, 2n_hid,
 4n_hid, 8n_hid with MaxPool2d(2) after groups 1-3; ReLU and a 1x1 conv to the
 vocabulary. Block: id_path(x) + 1/n_layers^2 * res_path(x), n_layers = 8,
