@@ -36,8 +36,7 @@ typedef struct {
 
 int cae_cls_loader_new(cae_cls_loader **out, int num_workers, size_t max_batch)
 {
-    cae_cls_loader *l = calloc(1, sizeof *l);
-    *out = NULL;
+    cae_cls_loader *l = *out = calloc(1, sizeof **out);
     if (!l) {
         cae_errorf("out of host memory");
         return -1;
@@ -46,15 +45,16 @@ int cae_cls_loader_new(cae_cls_loader **out, int num_workers, size_t max_batch)
     if (max_batch > 0 && (size_t)l->n_workers > max_batch)
         l->n_workers = (int)max_batch;
     for (int i = 0; i < l->n_workers; i++) {
-        l->w[i].dec = cae_decoder_new();
-        l->w[i].aug = cae_augment_scratch_new();
-        if (!l->w[i].dec || !l->w[i].aug) {
-            cae_errorf("out of host memory for the loaders");
-            cae_cls_loader_free(l);
-            return -1;
-        }
+        worker *w = &l->w[i];
+        w->dec = cae_decoder_new();
+        w->aug = cae_augment_scratch_new();
+        if (w->dec && w->aug)
+            continue;
+        cae_errorf("out of host memory for the loaders");
+        cae_cls_loader_free(l); /* frees the workers made so far */
+        *out = NULL;
+        return -1;
     }
-    *out = l;
     return 0;
 }
 
