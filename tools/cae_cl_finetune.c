@@ -12,7 +12,8 @@
  * training transform (RandomResizedCrop, flip, RandAugment --aa, random
  * erasing --reprob) and Mixup/CutMix (--mixup --cutmix --mixup_prob
  * --mixup_switch_prob) with label smoothing (--smoothing); loss: soft-target
- * cross-entropy.
+ * cross-entropy. Images are decoded and transformed by src/data/loader_cls.c
+ * over --num_workers threads, each from its own seed.
  *
  * Every epoch: evaluation (top-1, top-5, loss on DIR/val, or Fashion-MNIST's
  * 10k test images without --data_path) with resize to input_size/0.875 and
@@ -20,7 +21,9 @@
  * atomic checkpoint-<epoch>.safetensors (model under the fine-tuning keys,
  * AdamW moments, epoch/step metadata) from which a restart continues
  * identically (--auto_resume, the default, or --resume FILE). --eval
- * evaluates --resume (or --finetune) without training.
+ * evaluates --resume (or --finetune) without training. File names, log
+ * lines and the checkpoint to resume from come from src/train/checkpoint.c
+ * and src/train/train_log.c, as for cae-cl-train and the probes.
  */
 #include "train/args.h"
 #include "train/checkpoint.h"
