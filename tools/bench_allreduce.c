@@ -249,113 +249,157 @@ static void usage(void)
            "  --sleep: the simulated backward sleeps on the device instead of computing\n");
 }
 
-int main(int argc, char **argv)
-{
-    bench b;
-    cae_config c;
-    cae_ctx_options opt;
-    cae_allreduce *r;
-    const char *model = "cae_base_patch16_224_8k_vocab";
-    double bucket_mb = 25, backward_ms = -1, ms_per_iter, t_bwd = 0, t_comm = 0, t_both = 0;
-    double st_comm = 0, st_hidden = 0, st_exposed = 0;
-    int steps = 5;
+/* The flags; the rest as they default. */
+typedef struct {
+    const char *model;
+    double bucket_mb, backward_ms; /* backward_ms < 0: the all-reduce's own time */
+    int steps;
+} flags;
 
-    memset(&b, 0, sizeof b);
-    if (cae_dist_init(&b.dist, &argc, &argv) != 0)
-        return 1;
+/* Parses argv into f: 0, or 1 after --help (printed by rank 0); a bad flag
+ * stops every rank. */
+static int parse_flags(bench *b, int argc, char **argv, flags *f)
+{
+    *f = (flags){"cae_base_patch16_224_8k_vocab", 25, -1, 5};
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--help") == 0) {
-            if (b.dist.rank == 0)
+            if (b->dist.rank == 0)
                 usage();
-            cae_dist_finalize(&b.dist);
-            return 0;
+            return 1;
         } else if (strcmp(argv[i], "--sleep") == 0) {
-            b.sleep = 1;
+            b->sleep = 1;
             continue;
         } else if (v && strcmp(argv[i], "--bucket_mb") == 0) {
-            bucket_mb = atof(v);
+            f->bucket_mb = atof(v);
         } else if (v && strcmp(argv[i], "--steps") == 0) {
-            steps = atoi(v);
+            f->steps = atoi(v);
         } else if (v && strcmp(argv[i], "--backward_ms") == 0) {
-            backward_ms = atof(v);
+            f->backward_ms = atof(v);
         } else if (v && strcmp(argv[i], "--model") == 0) {
-            model = v;
+            f->model = v;
         } else {
-            cae_dist_abort(&b.dist, 2, "unknown or incomplete argument %s (try --help)", argv[i]);
+            cae_dist_abort(&b->dist, 2, "unknown or incomplete argument %s (try --help)", argv[i]);
         }
         i++;
     }
-    if (bucket_mb * (1 << 20) < 4 || steps < 1)
-        cae_dist_abort(&b.dist, 2, "--bucket_mb must be >= 4 bytes and --steps >= 1");
+    if (f->bucket_mb * (1 << 20) < 4 || f->steps < 1)
+        cae_dist_abort(&b->dist, 2, "--bucket_mb must be >= 4 bytes and --steps >= 1");
+    return 0;
+}
 
+/* The device, the model's gradient arena, the busy kernel, the stages and
+ * the all-reduce; any failure stops every rank. */
+static cae_allreduce *setup(bench *b, const flags *f)
+{
+    cae_ctx_options opt;
+    cae_config c;
+    cae_allreduce *r;
     memset(&opt, 0, sizeof opt);
     opt.gemm = CAE_GEMM_AUTO;
-    opt.device_slot = b.dist.device_slot;
-    opt.host_threads = b.dist.host_threads;
-    OR_ABORT(&b, cae_ctx_init(&b.ctx, &opt));
-    OR_ABORT(&b, cae_dist_device_table(&b.dist, &b.ctx));
-    if (b.sleep && !b.ctx.native_kernels)
-        cae_dist_abort(&b.dist, 2, "--sleep needs native kernels, which %s lacks", b.ctx.device_name);
+    opt.device_slot = b->dist.device_slot;
+    opt.host_threads = b->dist.host_threads;
+    OR_ABORT(b, cae_ctx_init(&b->ctx, &opt));
+    OR_ABORT(b, cae_dist_device_table(&b->dist, &b->ctx));
+    if (b->sleep && !b->ctx.native_kernels)
+        cae_dist_abort(&b->dist, 2, "--sleep needs native kernels, which %s lacks",
+                       b->ctx.device_name);
     cae_config_defaults(&c);
-    OR_ABORT(&b, cae_config_preset(&c, model));
+    OR_ABORT(b, cae_config_preset(&c, f->model));
     c.num_mask_patches = 98;
-    OR_ABORT(&b, cae_config_finish(&c));
-    OR_ABORT(&b, cae_params_build(&b.t, &c, cae_params_chunk_limit(&b.ctx)));
-    OR_ABORT(&b, cae_arena_alloc(&b.ctx, &b.t, &b.g));
-    OR_ABORT(&b, cae_arena_zero(&b.ctx, &b.t, &b.g));
-    OR_ABORT(&b, build_busy(&b));
-    plan_stages(&b);
-    OR_ABORT(&b, cae_allreduce_new(&r, &b.ctx, &b.t, &b.g, b.dist.comm,
-                                   (size_t)(bucket_mb * (1 << 20))));
-    if (b.dist.rank == 0)
+    OR_ABORT(b, cae_config_finish(&c));
+    OR_ABORT(b, cae_params_build(&b->t, &c, cae_params_chunk_limit(&b->ctx)));
+    OR_ABORT(b, cae_arena_alloc(&b->ctx, &b->t, &b->g));
+    OR_ABORT(b, cae_arena_zero(&b->ctx, &b->t, &b->g));
+    OR_ABORT(b, build_busy(b));
+    plan_stages(b);
+    OR_ABORT(b, cae_allreduce_new(&r, &b->ctx, &b->t, &b->g, b->dist.comm,
+                                  (size_t)(f->bucket_mb * (1 << 20))));
+    if (b->dist.rank == 0)
         printf("%s: %zu tensors, %zu gradient bytes (%.1f MiB) in %d buffer(s); %d ranks, "
                "%d bucket(s) of <= %.2f MiB, %d backward stages\n",
-               model, b.t.n, cae_allreduce_last(r)->bytes,
-               (double)cae_allreduce_last(r)->bytes / (1 << 20), b.t.n_chunks, b.dist.world,
-               cae_allreduce_last(r)->buckets, bucket_mb, b.n_stages);
+               f->model, b->t.n, cae_allreduce_last(r)->bytes,
+               (double)cae_allreduce_last(r)->bytes / (1 << 20), b->t.n_chunks, b->dist.world,
+               cae_allreduce_last(r)->buckets, f->bucket_mb, b->n_stages);
+    return r;
+}
 
+/* Means over the steps (rank 0's). */
+typedef struct {
+    double bwd, comm, both;                 /* backward alone, all-reduce alone, both */
+    double st_comm, st_hidden, st_exposed;  /* the all-reduce's own account of both */
+} timings;
+
+/* Each of the three runs once to warm up, then f->steps times. */
+static void measure(bench *b, cae_allreduce *r, flags *f, timings *m)
+{
+    double ms_per_iter;
+    int steps = f->steps;
+    memset(m, 0, sizeof *m);
     /* warm-up, then the all-reduce alone sets the default backward length */
-    (void)time_allreduce(&b, r);
+    (void)time_allreduce(b, r);
     for (int s = 0; s < steps; s++)
-        t_comm += time_allreduce(&b, r) / steps;
-    ms_per_iter = calibrate(&b);
-    if (backward_ms < 0)
-        backward_ms = t_comm;
+        m->comm += time_allreduce(b, r) / steps;
+    ms_per_iter = calibrate(b);
+    if (f->backward_ms < 0)
+        f->backward_ms = m->comm;
     /* every rank runs the same stages (rank 0's calibration) */
-    MPI_Bcast(&ms_per_iter, 1, MPI_DOUBLE, 0, b.dist.comm);
-    MPI_Bcast(&backward_ms, 1, MPI_DOUBLE, 0, b.dist.comm);
-    set_stage_iters(&b, backward_ms, ms_per_iter);
-    (void)time_backward(&b);
+    MPI_Bcast(&ms_per_iter, 1, MPI_DOUBLE, 0, b->dist.comm);
+    MPI_Bcast(&f->backward_ms, 1, MPI_DOUBLE, 0, b->dist.comm);
+    set_stage_iters(b, f->backward_ms, ms_per_iter);
+    (void)time_backward(b);
     for (int s = 0; s < steps; s++)
-        t_bwd += time_backward(&b) / steps;
-    (void)time_overlapped(&b, r);
+        m->bwd += time_backward(b) / steps;
+    (void)time_overlapped(b, r);
     for (int s = 0; s < steps; s++) {
-        double t = time_overlapped(&b, r);
+        double t = time_overlapped(b, r);
         const cae_allreduce_stats *st = cae_allreduce_last(r);
-        t_both += t / steps;
-        st_comm += st->comm_ms / steps;
-        st_hidden += st->hidden_ms / steps;
-        st_exposed += st->exposed_ms / steps;
-        if (b.dist.rank == 0)
+        m->both += t / steps;
+        m->st_comm += st->comm_ms / steps;
+        m->st_hidden += st->hidden_ms / steps;
+        m->st_exposed += st->exposed_ms / steps;
+        if (b->dist.rank == 0)
             printf("step %d: total %.1f ms, communication %.1f ms (%.1f ms of it during the "
                    "backward), finish after the last read %.1f ms, finish %.1f ms\n",
                    s, t, st->comm_ms, st->hidden_ms, st->exposed_ms, st->finish_ms);
     }
-    check_average(&b);
-    if (b.dist.rank == 0) {
-        double hidden = (t_bwd + t_comm - t_both) / t_comm;
-        printf("simulated backward: %s\n", b.sleep ? "sleeping native kernels (host cores free)"
-                                                    : "busy kernels (on the host's cores)");
-        printf("mean over %d steps (rank 0): backward alone %.1f ms (asked %.1f), all-reduce "
-               "alone %.1f ms, both %.1f ms\n",
-               steps, t_bwd, backward_ms, t_comm, t_both);
-        printf("exposed all-reduce %.1f ms: %.0f%% of the all-reduce overlaps the backward\n",
-               t_both - t_bwd, 100 * (hidden < 0 ? 0 : hidden > 1 ? 1 : hidden));
-        printf("all-reduce stats: communication span %.1f ms, %.1f ms (%.0f%%) of it during the "
-               "backward; finish after the last read %.1f ms\n",
-               st_comm, st_hidden, st_comm > 0 ? 100 * st_hidden / st_comm : 0.0, st_exposed);
+}
+
+static void report(const bench *b, const flags *f, const timings *m)
+{
+    double hidden = (m->bwd + m->comm - m->both) / m->comm;
+    printf("simulated backward: %s\n", b->sleep ? "sleeping native kernels (host cores free)"
+                                                : "busy kernels (on the host's cores)");
+    printf("mean over %d steps (rank 0): backward alone %.1f ms (asked %.1f), all-reduce "
+           "alone %.1f ms, both %.1f ms\n",
+           f->steps, m->bwd, f->backward_ms, m->comm, m->both);
+    printf("exposed all-reduce %.1f ms: %.0f%% of the all-reduce overlaps the backward\n",
+           m->both - m->bwd, 100 * (hidden < 0 ? 0 : hidden > 1 ? 1 : hidden));
+    printf("all-reduce stats: communication span %.1f ms, %.1f ms (%.0f%%) of it during the "
+           "backward; finish after the last read %.1f ms\n",
+           m->st_comm, m->st_hidden, m->st_comm > 0 ? 100 * m->st_hidden / m->st_comm : 0.0,
+           m->st_exposed);
+}
+
+int main(int argc, char **argv)
+{
+    bench b;
+    flags f;
+    timings m;
+    cae_allreduce *r;
+
+    memset(&b, 0, sizeof b);
+    if (cae_dist_init(&b.dist, &argc, &argv) != 0)
+        return 1;
+    if (parse_flags(&b, argc, argv, &f) != 0) {
+        cae_dist_finalize(&b.dist);
+        return 0;
     }
+    r = setup(&b, &f);
+    measure(&b, r, &f, &m);
+    check_average(&b);
+    if (b.dist.rank == 0)
+        report(&b, &f, &m);
     cae_allreduce_free(r);
     clReleaseMemObject(b.scratch);
     clReleaseKernel(b.busy);

@@ -93,33 +93,28 @@ static int write_weights(const char *path, int n_hid, int vocab)
     return rc ? -1 : 0;
 }
 
-int main(int argc, char **argv)
-{
-    int batch = 8, size = 112, n_hid = 256, vocab = 8192, reps = 3;
-    cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
-    cae_ctx ctx;
-    cae_dalle *d = NULL;
-    char path[4096];
-    const char *tmp = getenv("TMPDIR");
-    float *view;
-    int *idx;
-    size_t M, nview;
-    cl_mem view_mem = NULL, idx_mem = NULL, lab_mem = NULL;
-    double best = INFINITY, sum = 0;
+typedef struct {
+    int batch, size, n_hid, vocab, reps;
+    cae_gemm_choice gemm;
+} flags;
 
+/* 0, or 2 after one line naming the bad flag. */
+static int parse_flags(int argc, char **argv, flags *f)
+{
+    *f = (flags){8, 112, 256, 8192, 3, CAE_GEMM_AUTO};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--batch") == 0)
-            batch = atoi(argv[i + 1]);
+            f->batch = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--size") == 0)
-            size = atoi(argv[i + 1]);
+            f->size = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--n_hid") == 0)
-            n_hid = atoi(argv[i + 1]);
+            f->n_hid = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--vocab") == 0)
-            vocab = atoi(argv[i + 1]);
+            f->vocab = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--reps") == 0)
-            reps = atoi(argv[i + 1]);
+            f->reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--gemm") == 0) {
-            if (cae_gemm_choice_parse(argv[i + 1], &opt.gemm) != 0) {
+            if (cae_gemm_choice_parse(argv[i + 1], &f->gemm) != 0) {
                 fprintf(stderr, "bench-dalle: bad --gemm %s\n", argv[i + 1]);
                 return 2;
             }
@@ -128,47 +123,84 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (batch < 1 || size < 8 || size % 8 || n_hid < 4 || n_hid % 4 || vocab < 1 || reps < 1) {
+    if (f->batch < 1 || f->size < 8 || f->size % 8 || f->n_hid < 4 || f->n_hid % 4 ||
+        f->vocab < 1 || f->reps < 1) {
         fprintf(stderr, "bench-dalle: bad sizes\n");
         return 2;
     }
+    return 0;
+}
+
+/* The device and a tokenizer of random weights (written to a temporary
+ * file, removed once loaded). */
+static int open_tokenizer(const flags *f, cae_ctx *ctx, cae_dalle **d)
+{
+    cae_ctx_options opt = {.gemm = f->gemm};
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    int rc;
     snprintf(path, sizeof path, "%s/bench-dalle-%d.safetensors", tmp && *tmp ? tmp : "/tmp",
              (int)getpid());
-    if (write_weights(path, n_hid, vocab) != 0)
-        return 1;
-    if (cae_ctx_init(&ctx, &opt) != 0) {
-        unlink(path);
-        return 1;
-    }
-    if (cae_dalle_load(&d, &ctx, path, (size_t)batch, size) != 0) {
-        unlink(path);
-        return 1;
-    }
+    if (write_weights(path, f->n_hid, f->vocab) != 0)
+        return -1;
+    rc = cae_ctx_init(ctx, &opt) == 0 && cae_dalle_load(d, ctx, path, (size_t)f->batch, f->size) == 0
+             ? 0 : -1;
     unlink(path);
+    return rc;
+}
 
-    M = (size_t)(size / 8) * (size / 8) / 2;
-    nview = (size_t)batch * 3 * size * size;
-    view = malloc(nview * sizeof *view);
-    idx = malloc((size_t)batch * M * sizeof *idx);
-    if (!view || !idx)
-        return 1;
+/* The device's inputs: random views [batch,3,size,size] and M masked
+ * positions per image; the labels' buffer. */
+typedef struct {
+    size_t M, nview;
+    cl_mem view_mem, idx_mem, lab_mem;
+} inputs;
+
+static int make_inputs(const flags *f, cae_ctx *ctx, inputs *in)
+{
+    size_t M = (size_t)(f->size / 8) * (f->size / 8) / 2, batch = (size_t)f->batch;
+    size_t nview = batch * 3 * (size_t)f->size * (size_t)f->size;
+    float *view = malloc(nview * sizeof *view);
+    int *idx = malloc(batch * M * sizeof *idx), rc;
+    in->M = M;
+    in->nview = nview;
+    if (!view || !idx) {
+        free(view);
+        free(idx);
+        return -1;
+    }
     for (size_t i = 0; i < nview; i++)
         view[i] = 0.1f + 0.8f * uniform();
-    for (size_t i = 0; i < (size_t)batch * M; i++)
+    for (size_t i = 0; i < batch * M; i++)
         idx[i] = (int)(2 * (i % M));
-    if (cae_alloc(&ctx, nview * 4, &view_mem) || cae_alloc(&ctx, batch * M * 4, &idx_mem) ||
-        cae_alloc(&ctx, batch * M * 4, &lab_mem) ||
-        cae_write(&ctx, (cae_buf){view_mem, 0}, view, nview * 4) ||
-        cae_write(&ctx, (cae_buf){idx_mem, 0}, idx, batch * M * 4))
-        return 1;
+    rc = cae_alloc(ctx, nview * 4, &in->view_mem) || cae_alloc(ctx, batch * M * 4, &in->idx_mem) ||
+                 cae_alloc(ctx, batch * M * 4, &in->lab_mem) ||
+                 cae_write(ctx, (cae_buf){in->view_mem, 0}, view, nview * 4) ||
+                 cae_write(ctx, (cae_buf){in->idx_mem, 0}, idx, batch * M * 4)
+             ? -1 : 0;
+    free(view);
+    free(idx);
+    return rc;
+}
 
-    printf("device %s, gemm %s, batch %d at %dx%d, n_hid %d, vocab %d\n", ctx.device_name,
-           ctx.gemm == CAE_GEMM_HOST ? "host" : "clblast", batch, size, size, n_hid, vocab);
-    for (int r = -1; r < reps; r++) {   /* r = -1: warm-up */
+static int labels(cae_dalle *d, const inputs *in)
+{
+    return cae_dalle_labels(d, (cae_buf){in->lab_mem, 0}, (cae_buf){in->view_mem, 0},
+                            (cae_buf){in->idx_mem, 0}, in->M);
+}
+
+/* A warm-up, reps timed calls, then one call with the tokenizer's own
+ * per-stage timing. */
+static int time_labels(const flags *f, cae_ctx *ctx, cae_dalle *d, const inputs *in)
+{
+    double best = INFINITY, sum = 0;
+    printf("device %s, gemm %s, batch %d at %dx%d, n_hid %d, vocab %d\n", ctx->device_name,
+           ctx->gemm == CAE_GEMM_HOST ? "host" : "clblast", f->batch, f->size, f->size, f->n_hid,
+           f->vocab);
+    for (int r = -1; r < f->reps; r++) { /* r = -1: warm-up */
         double t0 = now(), t;
-        if (cae_dalle_labels(d, (cae_buf){lab_mem, 0}, (cae_buf){view_mem, 0}, (cae_buf){idx_mem, 0}, M) ||
-            cae_finish(&ctx))
-            return 1;
+        if (labels(d, in) || cae_finish(ctx))
+            return -1;
         t = now() - t0;
         if (r < 0) {
             printf("warm-up: %.3f s\n", t);
@@ -179,17 +211,30 @@ int main(int argc, char **argv)
             best = t;
     }
     printf("cae_dalle_labels: best %.3f s, mean %.3f s over %d calls (%.1f images/s)\n", best,
-           sum / reps, reps, batch / best);
+           sum / f->reps, f->reps, f->batch / best);
     cae_dalle_set_timing(d, 1);
-    if (cae_dalle_labels(d, (cae_buf){lab_mem, 0}, (cae_buf){view_mem, 0}, (cae_buf){idx_mem, 0}, M))
-        return 1;
+    if (labels(d, in))
+        return -1;
     cae_dalle_print_timing(d, stdout);
+    return 0;
+}
 
-    cae_release(&view_mem);
-    cae_release(&idx_mem);
-    cae_release(&lab_mem);
-    free(view);
-    free(idx);
+int main(int argc, char **argv)
+{
+    flags f;
+    cae_ctx ctx;
+    cae_dalle *d = NULL;
+    inputs in = {0};
+    int rc = parse_flags(argc, argv, &f);
+    if (rc != 0)
+        return rc;
+    if (open_tokenizer(&f, &ctx, &d) != 0)
+        return 1;
+    if (make_inputs(&f, &ctx, &in) != 0 || time_labels(&f, &ctx, d, &in) != 0)
+        return 1;
+    cae_release(&in.view_mem);
+    cae_release(&in.idx_mem);
+    cae_release(&in.lab_mem);
     cae_dalle_free(d);
     cae_ctx_free(&ctx);
     return 0;

@@ -70,8 +70,9 @@ static int head_init(attentive_head *h, cae_probe *p)
     return cae_write(&p->ctx, h->att.params, h->params, n * 4);
 }
 
-static void head_free(attentive_head *h)
+static void head_free(void *self)
 {
+    attentive_head *h = self;
     cae_attentive_free(&h->att);
     free(h->params);
     free(h->grads);
@@ -203,41 +204,36 @@ static int run_attentive(cae_probe *p, void *head_state, int argc, char **argv)
     attentive_head *h = head_state;
     cae_probe_head ops = {"attentive", 0, 1, head_step, head_logits, head_save, head_load,
                           head_sync};
-    int rc = 1, lr_given = cae_args_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
+    int lr_given = cae_args_given(argc, argv, "lr"), r0 = p->ranks.rank == 0;
     size_t global;
     attentive_defaults(&p->a, argc, argv);
     /* the official model's final norm is an identity with --use_mean_pooling */
-    if (cae_sgd_parse(p->a.opt, &h->sgd) == 0 &&
-        cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_TOKENS_PRENORM : CAE_POOL_TOKENS) == 0 &&
-        head_init(h, p) == 0) {
-        global = p->B * (size_t)p->ranks.world;
-        ops.n_parameters = trained_numel(h);
-        p->sched.base = lr_given ? p->a.lr : p->a.blr * (double)global / 256.0;
-        p->sched.final = p->a.min_lr;
-        if (r0 && lr_given)
-            printf("lr %.6g (--lr)", p->sched.base);
-        else if (r0)
-            printf("lr %.6g (blr %.6g * global batch %zu / 256)", p->sched.base, p->a.blr, global);
-        if (r0)
-            printf(", SGD (%s, momentum %g, weight decay %g), %d epochs (%d warmup) of %zu steps, "
-                   "min_lr %g\n",
-                   h->sgd.nesterov ? "Nesterov" : "plain", p->a.momentum, p->a.weight_decay,
-                   p->a.epochs, p->a.warmup_epochs, cae_probe_steps_per_epoch(p), p->a.min_lr);
-        rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
-    }
-    head_free(h);
-    cae_probe_teardown(p);
-    return rc;
+    if (cae_sgd_parse(p->a.opt, &h->sgd) != 0 ||
+        cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_TOKENS_PRENORM : CAE_POOL_TOKENS) != 0 ||
+        head_init(h, p) != 0)
+        return 1;
+    global = p->B * (size_t)p->ranks.world;
+    ops.n_parameters = trained_numel(h);
+    p->sched.base = lr_given ? p->a.lr : p->a.blr * (double)global / 256.0;
+    p->sched.final = p->a.min_lr;
+    if (r0 && lr_given)
+        printf("lr %.6g (--lr)", p->sched.base);
+    else if (r0)
+        printf("lr %.6g (blr %.6g * global batch %zu / 256)", p->sched.base, p->a.blr, global);
+    if (r0)
+        printf(", SGD (%s, momentum %g, weight decay %g), %d epochs (%d warmup) of %zu steps, "
+               "min_lr %g\n",
+               h->sgd.nesterov ? "Nesterov" : "plain", p->a.momentum, p->a.weight_decay,
+               p->a.epochs, p->a.warmup_epochs, cae_probe_steps_per_epoch(p), p->a.min_lr);
+    return cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     static const cae_probe_program prog = {
         "cae-cl-attentive",
-        "attentive probing of a CAE encoder (official tools/run_attentive.py flags);\n"
-        "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model;\n"
-        "under mpirun: data parallel, --batch_size per rank",
-        "attentive", run_attentive};
+        "attentive probing of a CAE encoder (official tools/run_attentive.py flags)",
+        "attentive", run_attentive, head_free};
     static cae_probe p;
     static attentive_head h;
     return cae_probe_main(argc, argv, &prog, &p, &h);

@@ -90,20 +90,15 @@ static int head_init(linear_head *h, cae_probe *p)
     return cae_fill_float(ctx, h->run_var, 1.0f, D);
 }
 
-static void head_free(linear_head *h)
+static void head_free(void *self)
 {
+    linear_head *h = self;
+    float *host[] = {h->w, h->b, h->mu_w, h->mu_b, h->gw, h->gb, h->rm, h->rv, h->row_loss};
     cae_release(&h->mem);
     cae_release(&h->in_mem);
     cae_release(&h->label_mem);
-    free(h->w);
-    free(h->b);
-    free(h->mu_w);
-    free(h->mu_b);
-    free(h->gw);
-    free(h->gb);
-    free(h->rm);
-    free(h->rv);
-    free(h->row_loss);
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
 }
 
 /* One training step of the head on B features; the mean loss. */
@@ -246,35 +241,29 @@ static int run_linear(cae_probe *p, void *head_state, int argc, char **argv)
     linear_head *h = head_state;
     cae_probe_head ops = {"linear", 0, 0, head_step, head_logits, head_save, head_load, head_sync};
     size_t global;
-    int rc = 1;
     linear_defaults(&p->a, argc, argv);
-    if (cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_MEAN : CAE_POOL_CLS) == 0 &&
-        head_init(h, p) == 0) {
-        global = p->B * (size_t)p->ranks.world;
-        ops.n_parameters = p->K * p->D + p->K;
-        init_head(h, p->a.seed);
-        p->sched.base = p->a.blr * (double)global / 256.0;
-        p->sched.final = 0.0;
-        if (p->ranks.rank == 0)
-            printf("lr %.6g (blr %.6g * global batch %zu / 256), LARS, %d epochs (%d warmup) of "
-                   "%zu steps\n",
-                   p->sched.base, p->a.blr, global, p->a.epochs, p->a.warmup_epochs,
-                   cae_probe_steps_per_epoch(p));
-        rc = cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
-    }
-    head_free(h);
-    cae_probe_teardown(p);
-    return rc;
+    if (cae_probe_setup(p, p->a.use_mean_pooling ? CAE_POOL_MEAN : CAE_POOL_CLS) != 0 ||
+        head_init(h, p) != 0)
+        return 1;
+    global = p->B * (size_t)p->ranks.world;
+    ops.n_parameters = p->K * p->D + p->K;
+    init_head(h, p->a.seed);
+    p->sched.base = p->a.blr * (double)global / 256.0;
+    p->sched.final = 0.0;
+    if (p->ranks.rank == 0)
+        printf("lr %.6g (blr %.6g * global batch %zu / 256), LARS, %d epochs (%d warmup) of "
+               "%zu steps\n",
+               p->sched.base, p->a.blr, global, p->a.epochs, p->a.warmup_epochs,
+               cae_probe_steps_per_epoch(p));
+    return cae_probe_run(p, &ops, h) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     static const cae_probe_program prog = {
         "cae-cl-linear",
-        "linear probing of a CAE encoder (official tools/run_linear.py flags);\n"
-        "without --data_path: Fashion-MNIST's 60k/10k split with the built-in model;\n"
-        "under mpirun: data parallel, --batch_size per rank",
-        "linear", run_linear};
+        "linear probing of a CAE encoder (official tools/run_linear.py flags)",
+        "linear", run_linear, head_free};
     static cae_probe p;
     static linear_head h;
     return cae_probe_main(argc, argv, &prog, &p, &h);

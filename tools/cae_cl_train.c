@@ -62,18 +62,6 @@ typedef struct {
     int have_ctx, have_model, have_log;
 } trainer;
 
-static void record_cmdline(trainer *t, int argc, char **argv)
-{
-    size_t used = 0;
-    t->cmdline[0] = '\0';
-    for (int i = 0; i < argc && used + 2 < sizeof t->cmdline; i++) {
-        int n = snprintf(t->cmdline + used, sizeof t->cmdline - used, "%s%s", i ? " " : "", argv[i]);
-        if (n < 0 || (size_t)n >= sizeof t->cmdline - used)
-            break;
-        used += (size_t)n;
-    }
-}
-
 /* Decide the target: the DALL-E tokenizer when its weights are given,
  * else the pixel target (said in the log). */
 static int choose_target(trainer *t)
@@ -120,16 +108,6 @@ static void schedules(trainer *t)
     t->wd_sched.warmup_steps = -1;
 }
 
-static int checkpoint_path(const trainer *t, uint64_t epoch, char *path, size_t size)
-{
-    if (snprintf(path, size, "%s/checkpoint-%llu.safetensors", t->a.output_dir,
-                 (unsigned long long)epoch) >= (int)size) {
-        cae_errorf("--output_dir %s: path too long", t->a.output_dir);
-        return -1;
-    }
-    return 0;
-}
-
 /* checkpoint-<epoch>: the state at the end of (or within) that epoch */
 static int save(trainer *t, uint64_t epoch)
 {
@@ -159,7 +137,7 @@ static int save(trainer *t, uint64_t epoch)
             cae_errorf("warning: the argument list is too long for the checkpoint's metadata; "
                        "it is cut at %zu bytes", sizeof meta.args - 1);
     }
-    CAE_TRY(checkpoint_path(t, epoch, path, sizeof path));
+    CAE_TRY(cae_checkpoint_epoch_path(path, sizeof path, t->a.output_dir, epoch));
     CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     printf("saved %s (step %llu)\n", path, (unsigned long long)t->step); /* rank 0 only */
@@ -185,16 +163,11 @@ static int is_weights_file(const char *path)
 static int resume(trainer *t)
 {
     char found[4200];
-    const char *path = t->a.resume;
+    const char *path;
     cae_ckpt_meta meta;
     int weights;
-    if (!path && t->a.auto_resume) {
-        int r = cae_checkpoint_latest(t->a.output_dir, &t->model.table, found, sizeof found);
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            path = found;
-    }
+    CAE_TRY(cae_checkpoint_resume_from(t->a.resume, t->a.auto_resume, t->a.output_dir,
+                                       &t->model.table, found, sizeof found, &path));
     if (!path)
         return 0;
     if ((weights = is_weights_file(path)) < 0)
@@ -475,7 +448,7 @@ int main(int argc, char **argv)
         cae_dist_finalize(&t.dist);
         return rc;
     }
-    record_cmdline(&t, argc, argv);
+    (void)cae_checkpoint_args(t.cmdline, sizeof t.cmdline, argc, argv); /* cut: warned at save */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

@@ -314,24 +314,12 @@ static double combined_ms(const tuner *t, const double *ind, const double *dir, 
     return sum;
 }
 
-static int search_gemm(tuner *t, cae_tune *best, json_t *report)
+/* The references: the host BLAS (native-kernel devices) into host,
+ * CLBlast with its present parameters into today. */
+static int gemm_baselines(tuner *t, double *host, double *today, int *have_host)
 {
-    static size_t xc[MAX_CAND][CAE_TUNE_XGEMM_N], dc[MAX_CAND][CAE_TUNE_DIRECT_N];
-    double today[MAX_SHAPES], host[MAX_SHAPES], cur[MAX_SHAPES], best_ind[MAX_SHAPES],
-        best_dir[MAX_SHAPES], chosen[MAX_SHAPES];
-    double best_x = NO_TIME, best_d = NO_TIME, v;
-    size_t cap = t->a.max_candidates > 0 ? (size_t)t->a.max_candidates : 1, nx, nd, tried = 0;
-    size_t x_share, best_min = 0;
-    int have_host = 0;
-    json_t *cands = json_array();
-
-    if (cap > MAX_CAND)
-        cap = MAX_CAND;
-    /* direct candidates get a third of the tries (at least one) */
-    x_share = cap > 1 ? cap - cap / 3 : 1;
-    nx = xgemm_candidates(&t->ctx, xc, x_share);
-    nd = direct_candidates(&t->ctx, dc, cap > x_share ? cap - x_share : 0);
-
+    double v;
+    *have_host = 0;
     printf("\nGEMM: %zu distinct shapes per step; times in ms for the step's products\n",
            t->n_shapes);
     if (t->ctx.native_kernels) {
@@ -340,7 +328,7 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         CAE_TRY(cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST));
         if (v < 0)
             return -1;
-        have_host = 1;
+        *have_host = 1;
         printf("  host BLAS: %.1f ms\n", v);
     }
     v = time_shapes(t, today, NO_TIME, 1);
@@ -349,9 +337,18 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         return -1;
     }
     printf("  CLBlast as programs run it today (no tuning file): %.1f ms\n", v);
+    return 0;
+}
 
+/* Xgemm candidates xc[0..nx) on every product (all indirect) within two
+ * thirds of the budget: the fastest into best->xgemm, its times into
+ * best_ind. */
+static int search_xgemm(tuner *t, size_t (*xc)[CAE_TUNE_XGEMM_N], size_t nx, cae_tune *best,
+                        double *best_ind, json_t *cands, size_t *tried)
+{
+    double cur[MAX_SHAPES], best_x = NO_TIME, v;
     CAE_TRY(force_indirect(t, 0));
-    for (size_t i = 0; i < nx && !over_budget(t, 2.0 / 3.0); i++, tried++) {
+    for (size_t i = 0; i < nx && !over_budget(t, 2.0 / 3.0); i++, (*tried)++) {
         double t0 = cae_now_ms();
         CAE_TRY(cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, xc[i],
                                   CAE_TUNE_XGEMM_N));
@@ -370,13 +367,24 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         return -1;
     }
     best->have_xgemm = 1;
-    CAE_TRY(cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, best->xgemm,
-                              CAE_TUNE_XGEMM_N));
-    CAE_TRY(force_indirect(t, MIN_INDIRECT_NEVER));
-    for (size_t i = 0; i < nd && !over_budget(t, 1.0); i++, tried++) {
+    return cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, best->xgemm,
+                             CAE_TUNE_XGEMM_N);
+}
+
+/* XgemmDirect candidates dc[0..nd) on every product (all direct) within the
+ * rest of the budget: the fastest into best->direct, its times into
+ * best_dir; its total (NO_TIME when none ran). */
+static double search_direct(tuner *t, size_t (*dc)[CAE_TUNE_DIRECT_N], size_t nd, cae_tune *best,
+                            double *best_dir, json_t *cands, size_t *tried)
+{
+    double cur[MAX_SHAPES], best_d = NO_TIME, v;
+    if (force_indirect(t, MIN_INDIRECT_NEVER) != 0)
+        return -1;
+    for (size_t i = 0; i < nd && !over_budget(t, 1.0); i++, (*tried)++) {
         double t0 = cae_now_ms();
-        CAE_TRY(cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names, dc[i],
-                                  CAE_TUNE_DIRECT_N));
+        if (cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names, dc[i],
+                              CAE_TUNE_DIRECT_N) != 0)
+            return -1;
         /* worth keeping while it wins some shapes: give up at twice the best */
         v = time_shapes(t, cur, best_d < NO_TIME ? 2 * best_d : NO_TIME, 0);
         report_candidate(cands, "XgemmDirect", i, cae_tune_direct_names, dc[i],
@@ -388,14 +396,18 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
         }
         fflush(stdout);
     }
-    if (over_budget(t, 1.0) || tried < nx + nd)
-        printf("  budget of %.0f s spent after %zu of %zu candidates\n", t->a.budget_s, tried,
-               nx + nd);
+    return best_d;
+}
 
-    /* the threshold: every shape's cube root boundary, 0 (all indirect) */
+/* The threshold: every shape's cube root boundary, or 0 (all indirect);
+ * then the choice set on the device. */
+static int choose_min_indirect(tuner *t, cae_tune *best, const double *best_ind,
+                               const double *best_dir, int have_direct, double *chosen)
+{
+    size_t best_min = 0;
     best->have_min_indirect = 1;
     best->min_indirect = 0;
-    if (best_d < NO_TIME) {
+    if (have_direct) {
         double best_sum = combined_ms(t, best_ind, best_dir, 0, chosen);
         best->have_direct = 1;
         for (size_t i = 0; i < t->n_shapes; i++) {
@@ -412,13 +424,14 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     if (best->have_direct)
         CAE_TRY(cae_gemm_override(t->ctx.device, "XgemmDirect", cae_tune_direct_names,
                                   best->direct, CAE_TUNE_DIRECT_N));
-    CAE_TRY(force_indirect(t, best->min_indirect));
-    /* the choice, measured as the step will run it (a threshold beyond the
-     * warm-up sizes: each shape warmed first) */
-    v = time_shapes(t, chosen, NO_TIME, best->min_indirect > WARM_MAX);
-    if (v < 0)
-        return -1;
+    return force_indirect(t, best->min_indirect);
+}
 
+/* The chosen set and the rates of each way of running the products, on
+ * stdout and into report. */
+static void report_gemm(tuner *t, const cae_tune *best, const double *today, const double *chosen,
+                        const double *host, json_t *report)
+{
     printf("\nchosen: Xgemm ");
     print_set(stdout, cae_tune_xgemm_names, best->xgemm, CAE_TUNE_XGEMM_N);
     if (best->have_direct) {
@@ -433,18 +446,51 @@ static int search_gemm(tuner *t, cae_tune *best, json_t *report)
     printf(" %10s\n", "step ms");
     print_rates(t, "CLBlast today", today);
     print_rates(t, "CLBlast tuned", chosen);
-    if (have_host)
+    if (host)
         print_rates(t, "host BLAS", host);
     if (step_ms(t, chosen) > step_ms(t, today))
         printf("note: the tuned set measured slower than CLBlast's present parameters (%.1f > %.1f "
                "ms): too few candidates, or noise; try a larger --budget_s\n",
                step_ms(t, chosen), step_ms(t, today));
-
-    json_object_set_new(report, "candidates", cands);
     json_object_set_new(report, "clblast_today", rates_json(t, today));
     json_object_set_new(report, "clblast_tuned", rates_json(t, chosen));
-    if (have_host)
+    if (host)
         json_object_set_new(report, "host_blas", rates_json(t, host));
+}
+
+static int search_gemm(tuner *t, cae_tune *best, json_t *report)
+{
+    static size_t xc[MAX_CAND][CAE_TUNE_XGEMM_N], dc[MAX_CAND][CAE_TUNE_DIRECT_N];
+    double today[MAX_SHAPES], host[MAX_SHAPES], best_ind[MAX_SHAPES], best_dir[MAX_SHAPES],
+        chosen[MAX_SHAPES];
+    double best_d;
+    size_t cap = t->a.max_candidates > 0 ? (size_t)t->a.max_candidates : 1, nx, nd, tried = 0;
+    size_t x_share;
+    int have_host = 0;
+    json_t *cands = json_array();
+
+    if (cap > MAX_CAND)
+        cap = MAX_CAND;
+    /* direct candidates get a third of the tries (at least one) */
+    x_share = cap > 1 ? cap - cap / 3 : 1;
+    nx = xgemm_candidates(&t->ctx, xc, x_share);
+    nd = direct_candidates(&t->ctx, dc, cap > x_share ? cap - x_share : 0);
+
+    CAE_TRY(gemm_baselines(t, host, today, &have_host));
+    CAE_TRY(search_xgemm(t, xc, nx, best, best_ind, cands, &tried));
+    best_d = search_direct(t, dc, nd, best, best_dir, cands, &tried);
+    if (best_d < 0)
+        return -1;
+    if (over_budget(t, 1.0) || tried < nx + nd)
+        printf("  budget of %.0f s spent after %zu of %zu candidates\n", t->a.budget_s, tried,
+               nx + nd);
+    CAE_TRY(choose_min_indirect(t, best, best_ind, best_dir, best_d < NO_TIME, chosen));
+    /* the choice, measured as the step will run it (a threshold beyond the
+     * warm-up sizes: each shape warmed first) */
+    if (time_shapes(t, chosen, NO_TIME, best->min_indirect > WARM_MAX) < 0)
+        return -1;
+    json_object_set_new(report, "candidates", cands);
+    report_gemm(t, best, today, chosen, have_host ? host : NULL, report);
     return 0;
 }
 

@@ -3,8 +3,8 @@
  * A probe is a frozen encoder (src/encoder_eval.h) whose output feeds a small
  * trainable head. Everything around the head is the same for every probe and
  * lives here:
- *   probe_data.c   the loader (evaluation transform, training augmentation),
- *                  features of a whole split through the encoder
+ *   probe_data.c   the training augmentation, features of a whole split or
+ *                  of an augmented batch through the encoder
  *   probe_eval.c   top-1 / top-5 / loss over logits
  *   probe_io.c     output folder, log.txt and metrics.jsonl lines, the head's
  *                  safetensors checkpoint (a list of named host tensors)
@@ -20,6 +20,7 @@
 #include "train/args.h"
 #include "data/augment.h"
 #include "data/dataset.h"
+#include "data/loader_cls.h"
 #include "data/rng.h"
 #include "eval/encoder_eval.h"
 #include "train/schedule.h"
@@ -28,15 +29,6 @@
 #include <stdio.h>
 
 /* ---- probe_data.c ---- */
-typedef struct {
-    cae_decoder *dec;
-    cae_image img;
-    cae_augment_scratch *aug; /* both transforms' scratch */
-} cae_probe_loader;
-
-int cae_probe_loader_init(cae_probe_loader *l);
-void cae_probe_loader_free(cae_probe_loader *l);
-
 /* The probes' training augmentation (RandomResizedCrop scale [0.08, 1],
  * bicubic, horizontal flip, no colour jitter), checked. */
 int cae_probe_train_augment(cae_augment_cfg *aug, int input_size, int imagenet_mean_std);
@@ -113,7 +105,9 @@ typedef struct {
     size_t F;               /* floats of one image's feature: D, or tokens * D */
     cae_schedule sched;     /* base and final set by the program before cae_probe_run */
     cae_augment_cfg aug;
-    cae_probe_loader loader;
+    cae_cls_loader *loader; /* images through the transforms (data/loader_cls.h) */
+    size_t *batch_idx;      /* [B] one batch's data set indices and seeds */
+    uint64_t *batch_seeds;
     float *val_feat, *train_feat; /* [n, F]; train_feat only with --cache_features */
     int32_t *val_labels, *train_labels;
     float *images, *feat, *logits; /* one batch */

@@ -3,9 +3,9 @@
 #include "eval/probe.h"
 
 #include "runtime/errors.h"
+#include "train/checkpoint.h"
 #include "train/train_log.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +72,7 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
         return -1;
     }
     CAE_TRY(cae_probe_train_augment(&p->aug, (int)p->S, a->imagenet_default_mean_and_std));
-    CAE_TRY(cae_probe_loader_init(&p->loader));
+    CAE_TRY(cae_cls_loader_new(&p->loader, 1, p->B));
     CAE_TRY(cae_ctx_init(&p->ctx, &opt));
     p->have_ctx = 1;
     cae_config_describe(&a->model, desc, sizeof desc);
@@ -101,6 +101,8 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     p->feat = xcalloc(p->B * p->F, sizeof *p->feat, &fail);
     p->logits = xcalloc(p->B * (p->K > 1 ? p->K : 1), sizeof *p->logits, &fail);
     p->labels = xcalloc(p->B, sizeof *p->labels, &fail);
+    p->batch_idx = xcalloc(p->B, sizeof *p->batch_idx, &fail);
+    p->batch_seeds = xcalloc(p->B, sizeof *p->batch_seeds, &fail);
     if (fail) {
         cae_errorf("out of host memory for the features (%.0f MiB per cached split image set)",
                    (double)n_train * (double)p->F * 4 / 1048576.0);
@@ -171,9 +173,7 @@ static int eval_only(cae_probe *p, const cae_probe_head *h, void *head)
         return 0;
     printf("Accuracy of the head %s on the %zu test images: acc1 %.2f%% acc5 %.2f%% loss %.4f\n",
            p->a.resume, ev.n, ev.acc1, ev.acc5, ev.loss);
-    fprintf(p->log, "{\"test_loss\": %.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g}\n", ev.loss,
-            ev.acc1, ev.acc5);
-    return fflush(p->log) == 0 ? 0 : -1;
+    return cae_cls_log_eval(p->log, ev.loss, ev.acc1, ev.acc5);
 }
 
 static void shuffle(size_t *perm, size_t n, cae_rng *r)
@@ -234,7 +234,7 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
     int rc = -1, r0 = p->ranks.rank == 0;
     char path[4200];
 
-    snprintf(path, sizeof path, "%s/checkpoint-%s.safetensors", a->output_dir, h->name);
+    CAE_TRY(cae_checkpoint_path(path, sizeof path, a->output_dir, h->name));
     p->sched.epochs = (size_t)a->epochs;
     p->sched.niter_per_ep = steps;
     p->sched.warmup_epochs = (size_t)a->warmup_epochs;
@@ -284,21 +284,12 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
                epoch, loss, lr, ev.loss, ev.acc1, ev.acc5, ev.n, (cae_now_ms() - t0) / 1e3,
                st.best);
         fflush(stdout);
-        fprintf(p->log,
-                "{\"train_lr\": %.8g, \"train_loss\": %.8g, \"test_loss\": %.8g, \"test_acc1\": "
-                "%.6g, \"test_acc5\": %.6g, \"epoch\": %d, \"n_parameters\": %zu}\n",
-                lr, loss, ev.loss, ev.acc1, ev.acc5, epoch, h->n_parameters);
-        fprintf(p->metrics,
-                "{\"epoch\": %d, \"step\": %llu, \"train_loss\": %.8g, \"lr\": %.8g, \"test_loss\": "
-                "%.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g, \"epoch_s\": %.3f}\n",
-                epoch, (unsigned long long)step, loss, lr, ev.loss, ev.acc1, ev.acc5,
-                (cae_now_ms() - t0) / 1e3);
-        if (h->save(head, path, &st) != 0)
+        if (cae_cls_log_epoch(p->log, p->metrics, a->output_dir,
+                              &(cae_cls_epoch_log){(uint64_t)epoch, step, lr, loss, ev.loss,
+                                                   ev.acc1, ev.acc5, (cae_now_ms() - t0) / 1e3,
+                                                   h->n_parameters}) != 0 ||
+            h->save(head, path, &st) != 0)
             goto out;
-        if (fflush(p->log) != 0 || fflush(p->metrics) != 0) {
-            cae_errorf("--output_dir %s: cannot write the logs: %s", a->output_dir, strerror(errno));
-            goto out;
-        }
     }
     if (!r0) {
         rc = 0;
@@ -306,8 +297,7 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
     }
     printf("Max accuracy: %.2f%% at epoch %d (wall time %.1f s)\n", st.best, st.best_epoch,
            (cae_now_ms() - t_start) / 1e3);
-    fprintf(p->log, "{\"max_accuracy\": %.6g, \"best_epoch\": %d}\n", st.best, st.best_epoch);
-    rc = fflush(p->log) == 0 ? 0 : -1;
+    rc = cae_cls_log_best(p->log, st.best, st.best_epoch);
 out:
     free(perm);
     return rc;
@@ -319,7 +309,7 @@ void cae_probe_teardown(cae_probe *p)
         fclose(p->log);
     if (p->metrics)
         fclose(p->metrics);
-    cae_probe_loader_free(&p->loader);
+    cae_cls_loader_free(p->loader);
     if (p->have_enc)
         cae_encoder_eval_free(&p->enc);
     if (p->have_ctx)
@@ -334,4 +324,6 @@ void cae_probe_teardown(cae_probe *p)
     free(p->feat);
     free(p->logits);
     free(p->labels);
+    free(p->batch_idx);
+    free(p->batch_seeds);
 }

@@ -7,6 +7,7 @@
 #include "mpi/mpi_check.h"
 
 #include <limits.h>
+#include <stdio.h>
 
 static int mean_f32(void *user, float *v, size_t n)
 {
@@ -47,6 +48,16 @@ void cae_probe_ranks_init(cae_probe_ranks *r, cae_dist *d)
     r->bcast_f32 = bcast_f32;
 }
 
+/* --help: the program's line, then what every probe does */
+static void usage(const cae_probe_program *prog)
+{
+    char about[1024];
+    snprintf(about, sizeof about,
+             "%s;\nwithout --data_path: Fashion-MNIST's 60k/10k split with the built-in model;\n"
+             "under mpirun: data parallel, --batch_size per rank", prog->about);
+    cae_args_usage(stdout, prog->name, about);
+}
+
 int cae_probe_main(int argc, char **argv, const cae_probe_program *prog, cae_probe *p,
                    void *head_state)
 {
@@ -61,7 +72,7 @@ int cae_probe_main(int argc, char **argv, const cae_probe_program *prog, cae_pro
         rc = 2;
     } else if (p->a.help || p->a.list_devices) {
         if (p->a.help && dist.rank == 0)
-            cae_args_usage(stdout, prog->name, prog->about);
+            usage(prog);
         rc = p->a.list_devices && dist.rank == 0 ? (cae_list_devices(stdout) == 0 ? 0 : 1) : 0;
     } else if (p->a.eval && (!p->a.resume || !p->a.resume[0])) {
         cae_errorf("--eval: give the head to evaluate with --resume (a checkpoint-%s.safetensors)",
@@ -69,6 +80,8 @@ int cae_probe_main(int argc, char **argv, const cae_probe_program *prog, cae_pro
         rc = 2;
     } else {
         rc = prog->run(p, head_state, argc, argv);
+        prog->free_head(head_state);
+        cae_probe_teardown(p);
         if (rc != 0 && dist.world > 1)
             cae_dist_abort(&dist, 1, "%s probing failed (the cause is above)", prog->head);
     }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define N_ARENAS 3
 /* the file's name of each arena's tensors: key = prefix + official key */
@@ -487,4 +488,61 @@ int cae_checkpoint_latest(const char *dir, const cae_param_table *t, char *path,
     free(list);
     free(m);
     return rc;
+}
+
+int cae_checkpoint_path(char *path, size_t size, const char *dir, const char *tag)
+{
+    int n = snprintf(path, size, "%s/checkpoint-%s.safetensors", dir, tag);
+    if (n < 0 || (size_t)n >= size) {
+        cae_errorf("--output_dir %s: path too long", dir);
+        return -1;
+    }
+    return 0;
+}
+
+int cae_checkpoint_epoch_path(char *path, size_t size, const char *dir, uint64_t epoch)
+{
+    char tag[24];
+    snprintf(tag, sizeof tag, "%" PRIu64, epoch);
+    return cae_checkpoint_path(path, size, dir, tag);
+}
+
+void cae_checkpoint_remove(const char *dir, uint64_t epoch)
+{
+    char path[4200];
+    if (cae_checkpoint_epoch_path(path, sizeof path, dir, epoch) != 0)
+        return;
+    if (unlink(path) != 0 && errno != ENOENT)
+        fprintf(stderr, "warning: cannot remove %s: %s\n", path, strerror(errno));
+}
+
+int cae_checkpoint_args(char *out, size_t size, int argc, char **argv)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        int n;
+        if (used + 2 >= size)
+            return 1;
+        n = snprintf(out + used, size - used, "%s%s", i ? " " : "", argv[i]);
+        if (n < 0 || (size_t)n >= size - used)
+            return 1; /* cut: snprintf kept what fits */
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+int cae_checkpoint_resume_from(const char *resume, int auto_resume, const char *dir,
+                               const cae_param_table *t, char *found, size_t size,
+                               const char **from)
+{
+    int r;
+    *from = resume;
+    if (resume || !auto_resume)
+        return 0;
+    r = cae_checkpoint_latest(dir, t, found, size);
+    if (r < 0)
+        return -1;
+    *from = r == 0 ? found : NULL;
+    return 0;
 }

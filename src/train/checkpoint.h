@@ -53,4 +53,24 @@ int cae_checkpoint_load(const char *path, cae_ctx *ctx, const cae_param_table *t
  * leftovers are ignored. */
 int cae_checkpoint_latest(const char *dir, const cae_param_table *t, char *path, size_t size);
 
+/* ---- the programs' checkpoint files (cae-cl-train, cae-cl-finetune, the
+ * probes), all in --output_dir ---- */
+/* dir/checkpoint-<tag>.safetensors (a probe's head: tag "linear") into
+ * path; -1 after one line naming --output_dir when it does not fit. */
+int cae_checkpoint_path(char *path, size_t size, const char *dir, const char *tag);
+/* dir/checkpoint-<epoch>.safetensors, as cae_checkpoint_path. */
+int cae_checkpoint_epoch_path(char *path, size_t size, const char *dir, uint64_t epoch);
+/* dir/checkpoint-<epoch>.safetensors removed (a later one supersedes it);
+ * an absent file is fine, any other failure a warning. */
+void cae_checkpoint_remove(const char *dir, uint64_t epoch);
+/* The command line argv[0..argc) joined by spaces into out (a meta.args),
+ * cut to size - 1 bytes: 1 when cut, else 0. */
+int cae_checkpoint_args(char *out, size_t size, int argc, char **argv);
+/* The checkpoint a run resumes from: resume when given, else with
+ * auto_resume the newest of dir (cae_checkpoint_latest, into found);
+ * *from is NULL when there is none. -1 on error (reported). */
+int cae_checkpoint_resume_from(const char *resume, int auto_resume, const char *dir,
+                               const cae_param_table *t, char *found, size_t size,
+                               const char **from);
+
 #endif

@@ -218,3 +218,57 @@ int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters)
     l->n = l->skipped = 0;
     return 0;
 }
+
+int cae_cls_log_epoch(FILE *log, FILE *metrics, const char *output_dir, const cae_cls_epoch_log *e)
+{
+    fprintf(log,
+            "{\"train_lr\": %.8g, \"train_loss\": %.8g, \"test_loss\": %.8g, \"test_acc1\": "
+            "%.6g, \"test_acc5\": %.6g, \"epoch\": %llu, \"n_parameters\": %zu}\n",
+            e->train_lr, e->train_loss, e->test_loss, e->test_acc1, e->test_acc5,
+            (unsigned long long)e->epoch, e->n_parameters);
+    fprintf(metrics,
+            "{\"epoch\": %llu, \"step\": %llu, \"train_loss\": %.8g, \"lr\": %.8g, "
+            "\"test_loss\": %.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g, \"epoch_s\": %.3f}\n",
+            (unsigned long long)e->epoch, (unsigned long long)e->step, e->train_loss, e->train_lr,
+            e->test_loss, e->test_acc1, e->test_acc5, e->epoch_s);
+    if (fflush(log) != 0 || fflush(metrics) != 0) {
+        cae_errorf("--output_dir %s: cannot write the logs: %s", output_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int cae_cls_log_eval(FILE *log, double loss, double acc1, double acc5)
+{
+    fprintf(log, "{\"test_loss\": %.8g, \"test_acc1\": %.6g, \"test_acc5\": %.6g}\n", loss, acc1,
+            acc5);
+    return fflush(log) == 0 ? 0 : -1;
+}
+
+int cae_cls_log_best(FILE *log, double best, int best_epoch)
+{
+    fprintf(log, "{\"max_accuracy\": %.6g, \"best_epoch\": %d}\n", best, best_epoch);
+    return fflush(log) == 0 ? 0 : -1;
+}
+
+void cae_cls_log_best_before(const char *output_dir, uint64_t below, double *best,
+                             int *best_epoch)
+{
+    char path[4200], line[4096];
+    FILE *f;
+    int n = snprintf(path, sizeof path, "%s/log.txt", output_dir);
+    if (n < 0 || (size_t)n >= sizeof path || !(f = fopen(path, "r")))
+        return;
+    while (fgets(line, sizeof line, f)) {
+        const char *a = strstr(line, "\"test_acc1\": "), *e = strstr(line, "\"epoch\": ");
+        double acc;
+        int ep;
+        if (!a || !e || sscanf(a + 13, "%lf", &acc) != 1 || sscanf(e + 9, "%d", &ep) != 1)
+            continue;
+        if (ep >= 0 && (uint64_t)ep < below && acc > *best) {
+            *best = acc;
+            *best_epoch = ep;
+        }
+    }
+    fclose(f);
+}

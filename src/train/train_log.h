@@ -4,7 +4,9 @@
  * <output_dir>/log.txt: one JSON object per epoch in the official format
  * (train_* averages, epoch, n_parameters).
  * stderr: one self-updating progress line on a terminal, plain periodic
- * lines otherwise. */
+ * lines otherwise.
+ * The classification programs write per epoch instead: log.txt's official
+ * line and a metrics.jsonl line with the test accuracies (cae_cls_log_*). */
 #ifndef CAE_TRAIN_LOG_H
 #define CAE_TRAIN_LOG_H
 
@@ -46,5 +48,25 @@ int cae_output_dir_make(const char *dir);
 FILE *cae_output_open(const char *dir, const char *name);
 
 double cae_now_ms(void);
+
+/* ---- the classification programs' logs (cae-cl-finetune, the probes) ---- */
+typedef struct {
+    uint64_t epoch, step; /* step: global steps done */
+    double train_lr, train_loss, test_loss, test_acc1, test_acc5, epoch_s;
+    size_t n_parameters;
+} cae_cls_epoch_log;
+
+/* An epoch's log.txt line (official keys) and metrics.jsonl line, both
+ * flushed; one line naming --output_dir when they cannot be written. */
+int cae_cls_log_epoch(FILE *log, FILE *metrics, const char *output_dir, const cae_cls_epoch_log *e);
+/* --eval's log.txt line (test_loss, test_acc1, test_acc5), flushed. */
+int cae_cls_log_eval(FILE *log, double loss, double acc1, double acc5);
+/* The run's last log.txt line (max_accuracy, best_epoch), flushed. */
+int cae_cls_log_best(FILE *log, double best, int best_epoch);
+/* The best test_acc1 above *best, and its epoch, among output_dir/log.txt's
+ * lines of epochs below `below` (a resumed run's earlier epochs); nothing
+ * changes without the file. */
+void cae_cls_log_best_before(const char *output_dir, uint64_t below, double *best,
+                             int *best_epoch);
 
 #endif
