@@ -237,10 +237,12 @@ static void plan_ln(cae_planner *p, cae_buf *out, cae_buf *mean, cae_buf *rstd, 
     cae_plan_take(p, rstd, rows);
 }
 
-/* the MLP saves fc1's output before and after GELU, and fc2's */
-static void plan_mlp(cae_planner *p, cae_buf *h_pre, cae_buf *h_act, cae_buf *out, size_t rows,
-                     size_t C, size_t hid)
+/* the MLP branch of both blocks saves its LayerNorm's, then fc1's output
+ * before and after GELU, and fc2's */
+static void plan_mlp(cae_planner *p, cae_buf *ln[3], cae_buf *h_pre, cae_buf *h_act, cae_buf *out,
+                     size_t rows, size_t C, size_t hid)
 {
+    plan_ln(p, ln[0], ln[1], ln[2], rows, C);
     cae_plan_take(p, h_pre, rows * hid);
     cae_plan_take(p, h_act, rows * hid);
     cae_plan_take(p, out, rows * C);
@@ -256,8 +258,8 @@ void cae_block_plan(cae_planner *p, cae_block_acts *a, const cae_block_dims *d)
     cae_plan_take(p, &a->merged, T * C);
     cae_plan_take(p, &a->attn, T * C);
     cae_plan_take(p, &a->x_mid, T * C);
-    plan_ln(p, &a->ln2, &a->ln2_mean, &a->ln2_rstd, T, C);
-    plan_mlp(p, &a->h_pre, &a->h_act, &a->mlp, T, C, d->hidden);
+    plan_mlp(p, (cae_buf *[3]){&a->ln2, &a->ln2_mean, &a->ln2_rstd}, &a->h_pre, &a->h_act,
+             &a->mlp, T, C, d->hidden);
 }
 
 void cae_rblock_plan(cae_planner *p, cae_rblock_acts *a, const cae_rblock_dims *d)
@@ -277,6 +279,6 @@ void cae_rblock_plan(cae_planner *p, cae_rblock_acts *a, const cae_rblock_dims *
     cae_plan_take(p, &a->merged, Q * C);
     cae_plan_take(p, &a->attn, Q * C);
     cae_plan_take(p, &a->x, Q * C);
-    plan_ln(p, &a->x2, &a->x2_mean, &a->x2_rstd, Q, C);
-    plan_mlp(p, &a->h_pre, &a->h_act, &a->mlp, Q, C, d->hidden);
+    plan_mlp(p, (cae_buf *[3]){&a->x2, &a->x2_mean, &a->x2_rstd}, &a->h_pre, &a->h_act, &a->mlp,
+             Q, C, d->hidden);
 }

@@ -88,8 +88,10 @@ static int forward(cae_model *m)
     /* visible latents z, cls dropped; position tables of both token sets */
     CAE_TRY(cae_copy_blocks(ctx, m->z, V * Dd, cae_buf_at(encoder_latents(m, &m->enc), Dd),
                             (V + 1) * Dd, B, V * Dd, 0));
-    CAE_TRY(cae_gather_rows(ctx, m->p_vis, cae_buf_at(m->pos_dec, Dd), 0, m->enc.acts.idx, B, V, Dd, 0));
-    CAE_TRY(cae_gather_rows(ctx, m->p_mask, cae_buf_at(m->pos_dec, Dd), 0, m->align.acts.idx, B, M, Dd, 0));
+    CAE_TRY(cae_gather_rows(ctx, m->p_vis, cae_buf_at(m->pos_dec, Dd), 0, m->enc.acts.idx, B, V,
+                            Dd, 0));
+    CAE_TRY(cae_gather_rows(ctx, m->p_mask, cae_buf_at(m->pos_dec, Dd), 0, m->align.acts.idx, B, M,
+                            Dd, 0));
     CAE_TRY(cae_copy_blocks(ctx, m->pk, (V + M) * Dd, m->p_vis, V * Dd, B, V * Dd, 0));
     CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->pk, V * Dd), (V + M) * Dd, m->p_mask, M * Dd, B,
                             M * Dd, 0));
@@ -124,8 +126,8 @@ static int pixel_target(cae_model *m)
 {
     const cae_config *c = &m->cfg;
     size_t B = m->B, M = (size_t)c->num_mask_patches, K = (size_t)c->decoder_num_classes;
-    CAE_TRY(cae_patchify(m->ctx, m->pix_raw, m->samples, m->align.acts.idx, B, M, (size_t)c->input_size,
-                         (size_t)c->patch_size));
+    CAE_TRY(cae_patchify(m->ctx, m->pix_raw, m->samples, m->align.acts.idx, B, M,
+                         (size_t)c->input_size, (size_t)c->patch_size));
     if (!c->norm_pix_loss)
         return cae_copy(m->ctx, m->pix_target, m->pix_raw, B * M * K);
     return cae_layernorm_forward(m->ctx, m->pix_target, m->pix_mean, m->pix_rstd, m->pix_raw,
