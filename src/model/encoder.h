@@ -88,7 +88,7 @@ void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, dou
 int cae_drop_path_upload(cae_ctx *ctx, cae_buf scales, const int *depths, int n_stacks, size_t B,
                          double drop_path, uint64_t seed, uint64_t step);
 /* Block i's two branch scales [B] from its stack's [depth,2,B]; both null
- * when stack is (drop path off). */
+ * when stack is null (drop path off). */
 void cae_drop_path_at(cae_buf stack, size_t B, int i, cae_buf *d1, cae_buf *d2);
 
 /* splitmix64: the counter-based generator of the draws (also the
