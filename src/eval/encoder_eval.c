@@ -8,64 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cae_patch_embed_upload(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
-                           size_t B)
+/* a sequential planner over one buffer: each request 16-element aligned,
+ * its buffer set once the whole is allocated */
+typedef struct {
+    size_t used, n;
+    cae_buf *slot[32];
+} one_buffer;
+
+static int take(void *user, cae_buf *slot, size_t elems)
 {
-    size_t N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
-    int32_t *idx = malloc(B * N * sizeof *idx);
-    float *pos = malloc((N + 1) * D * sizeof *pos);
-    int rc = -1;
-    if (!idx || !pos) {
-        cae_errorf("out of host memory");
-        goto out;
+    one_buffer *b = user;
+    if (b->n == sizeof b->slot / sizeof *b->slot) {
+        cae_errorf("internal error: more activations than the evaluation encoder plans");
+        return -1;
     }
-    /* every patch of every image, in raster order; the position table */
-    for (size_t i = 0; i < B; i++)
-        for (size_t n = 0; n < N; n++)
-            idx[i * N + n] = (int32_t)n;
-    if (cae_write(ctx, b->idx, idx, B * N * 4) != 0 ||
-        cae_sincos_table(pos, (size_t)cfg->grid, D) != 0 ||
-        cae_write(ctx, b->pos, pos, (N + 1) * D * 4) != 0)
-        goto out;
-    rc = 0;
-out:
-    free(idx);
-    free(pos);
-    return rc;
-}
-
-int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
-                            cae_buf cls_token, cae_buf patch_w, cae_buf patch_b, cae_buf stream,
-                            size_t n)
-{
-    size_t N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
-    size_t P = (size_t)cfg->patch_size, S = (size_t)cfg->input_size;
-    CAE_TRY(cae_patchify(ctx, b->patches, b->samples, b->idx, n, N, S, P));
-    CAE_TRY(cae_linear_forward(ctx, b->emb, b->patches, patch_w, patch_b, n * N, 3 * P * P, D));
-    CAE_TRY(cae_gather_rows(ctx, b->emb, cae_buf_at(b->pos, D), 0, b->idx, n, N, D, 1));
-    /* tokens = [cls, patches]; the cls position embedding is zero */
-    CAE_TRY(cae_broadcast_row(ctx, b->cls_rows, cls_token, n, D));
-    CAE_TRY(cae_copy_blocks(ctx, stream, (N + 1) * D, b->cls_rows, D, n, D, 0));
-    return cae_copy_blocks(ctx, cae_buf_at(stream, D), (N + 1) * D, b->emb, N * D, n, N * D, 0);
-}
-
-static cae_patch_embed_bufs embed_bufs(const cae_encoder_eval *e)
-{
-    cae_patch_embed_bufs b = {e->samples, e->idx, e->pos, e->patches, e->emb, e->cls_rows};
-    return b;
-}
-
-static cae_buf view(const cae_encoder_eval *e, const char *name)
-{
-    return cae_params_view(&e->table, &e->params, name);
-}
-
-/* a sequential planner over one buffer: each request 16-element aligned */
-static void take(size_t *used, cae_buf *slot, size_t elems)
-{
-    *used = (*used + 15) / 16 * 16;
-    slot->off = *used;
-    *used += elems ? elems : 1;
+    b->used = (b->used + 15) / 16 * 16;
+    slot->off = b->used;
+    b->used += elems ? elems : 1;
+    b->slot[b->n++] = slot;
+    return 0;
 }
 
 static int alloc_buf(cae_ctx *ctx, cl_mem *mem, cae_buf *b, size_t elems)
@@ -76,93 +37,67 @@ static int alloc_buf(cae_ctx *ctx, cl_mem *mem, cae_buf *b, size_t elems)
     return 0;
 }
 
+static int views(cae_encoder_eval *e)
+{
+    CAE_TRY(cae_encoder_view(&e->w, &e->table, &e->params, "encoder.", e->cfg.depth));
+    e->norm.w = cae_params_view(&e->table, &e->params, "encoder.norm.weight");
+    e->norm.b = cae_params_view(&e->table, &e->params, "encoder.norm.bias");
+    return 0;
+}
+
+/* the inputs get buffers of their own; the rest share one */
+static int plan(cae_encoder_eval *e)
+{
+    cae_ctx *ctx = e->ctx;
+    const cae_config *c = &e->cfg;
+    size_t B = e->B, N = (size_t)c->num_patches, D = (size_t)c->embed_dim, T = B * (N + 1);
+    size_t S = (size_t)c->input_size;
+    one_buffer b = {0};
+    cae_planner p = {take, &b, ctx, 0};
+
+    if (alloc_buf(ctx, &e->samples_mem, &e->samples, B * 3 * S * S) != 0 ||
+        alloc_buf(ctx, &e->idx_mem, &e->enc.idx, B * N) != 0)
+        return -1;
+    cae_plan_take(&p, &e->pos, (N + 1) * D);
+    CAE_TRY(cae_encoder_plan(&e->enc, &p, c, B, N, 1));
+    cae_plan_take(&p, &e->out, T * D);
+    cae_plan_take(&p, &e->out_mean, T);
+    cae_plan_take(&p, &e->out_rstd, T);
+    cae_plan_take(&p, &e->pooled, B * D);
+    if (p.failed)
+        return -1;
+    if ((double)b.used * 4 > (double)ctx->max_alloc) {
+        cae_errorf("the evaluation encoder needs %.0f MiB of activations in one buffer for "
+                   "batch %zu, more than %s allows (%.0f MiB); reduce --batch_size",
+                   (double)b.used * 4 / 1048576.0, B, ctx->device_name,
+                   (double)ctx->max_alloc / 1048576.0);
+        return -1;
+    }
+    CAE_TRY(cae_alloc(ctx, b.used * 4, &e->act_mem));
+    for (size_t i = 0; i < b.n; i++)
+        b.slot[i]->mem = e->act_mem;
+    return 0;
+}
+
 int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch)
 {
-    size_t B = batch, N = (size_t)cfg->num_patches, D = (size_t)cfg->embed_dim;
-    size_t P = (size_t)cfg->patch_size, S = (size_t)cfg->input_size, T = B * (N + 1);
-    size_t H = (size_t)cfg->num_heads, hid = (size_t)cfg->mlp_hidden, used = 0;
-    cae_buf *slots[32];
-    size_t n_slots = 0;
-    cae_block_acts *a = &e->acts;
-    cae_patch_embed_bufs eb;
-
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
     e->cfg = *cfg;
-    e->B = B;
-    if (B == 0) {
+    e->B = batch;
+    if (batch == 0) {
         cae_errorf("--batch_size 0: must be positive");
         return -1;
     }
     if (cae_params_build(&e->table, cfg, cae_params_chunk_limit(ctx)) != 0)
         return -1;
-    if (cae_arena_alloc(ctx, &e->table, &e->params) != 0)
-        goto fail;
-    e->blocks = calloc((size_t)cfg->depth + 1, sizeof *e->blocks);
-    if (!e->blocks) {
-        cae_errorf("out of host memory");
-        goto fail;
+    if (cae_arena_alloc(ctx, &e->table, &e->params) != 0 || views(e) != 0 || plan(e) != 0 ||
+        cae_encoder_all_patches(ctx, &e->enc, batch) != 0 ||
+        cae_pos_table_upload(ctx, e->pos, (size_t)cfg->grid, (size_t)cfg->embed_dim) != 0) {
+        cae_encoder_eval_free(e);
+        return -1;
     }
-    e->cls_token = view(e, "encoder.cls_token");
-    e->patch_w = view(e, "encoder.patch_embed.proj.weight");
-    e->patch_b = view(e, "encoder.patch_embed.proj.bias");
-    for (int i = 0; i < cfg->depth; i++) {
-        char prefix[48];
-        snprintf(prefix, sizeof prefix, "encoder.blocks.%d", i);
-        cae_block_view(&e->table, &e->params, &e->blocks[i], prefix);
-    }
-    e->norm.w = view(e, "encoder.norm.weight");
-    e->norm.b = view(e, "encoder.norm.bias");
-
-    /* host-written inputs get buffers of their own; the rest share one */
-    if (alloc_buf(ctx, &e->samples_mem, &e->samples, B * 3 * S * S) != 0 ||
-        alloc_buf(ctx, &e->idx_mem, &e->idx, B * N) != 0)
-        goto fail;
-    cae_mha_dims md = {B, H, N + 1, N + 1, D / H, 1.0f};
-#define TAKE(slot, n) (take(&used, slot, n), slots[n_slots++] = slot)
-    TAKE(&e->pos, (N + 1) * D);
-    TAKE(&e->patches, B * N * 3 * P * P);
-    TAKE(&e->emb, B * N * D);
-    TAKE(&e->cls_rows, B * D);
-    TAKE(&e->stream, T * D);
-    TAKE(&e->out, T * D);
-    TAKE(&e->out_mean, T);
-    TAKE(&e->out_rstd, T);
-    TAKE(&e->pooled, B * D);
-    TAKE(&a->ln1, T * D);
-    TAKE(&a->ln1_mean, T);
-    TAKE(&a->ln1_rstd, T);
-    TAKE(&a->qkv, T * 3 * D);
-    TAKE(&a->p, cae_mha_saved_elems(ctx, &md));
-    TAKE(&a->merged, T * D);
-    TAKE(&a->attn, T * D);
-    TAKE(&a->x_mid, T * D);
-    TAKE(&a->ln2, T * D);
-    TAKE(&a->ln2_mean, T);
-    TAKE(&a->ln2_rstd, T);
-    TAKE(&a->h_pre, T * hid);
-    TAKE(&a->h_act, T * hid);
-    TAKE(&a->mlp, T * D);
-#undef TAKE
-    if ((double)used * 4 > (double)ctx->max_alloc) {
-        cae_errorf("the evaluation encoder needs %.0f MiB of activations in one buffer for "
-                   "batch %zu, more than %s allows (%.0f MiB); reduce --batch_size",
-                   (double)used * 4 / 1048576.0, B, ctx->device_name,
-                   (double)ctx->max_alloc / 1048576.0);
-        goto fail;
-    }
-    if (cae_alloc(ctx, used * 4, &e->act_mem) != 0)
-        goto fail;
-    for (size_t i = 0; i < n_slots; i++)
-        slots[i]->mem = e->act_mem;
-
-    eb = embed_bufs(e);
-    if (cae_patch_embed_upload(ctx, cfg, &eb, B) != 0)
-        goto fail;
     return 0;
-fail:
-    cae_encoder_eval_free(e);
-    return -1;
 }
 
 void cae_encoder_eval_free(cae_encoder_eval *e)
@@ -174,7 +109,8 @@ void cae_encoder_eval_free(cae_encoder_eval *e)
     cae_release(&e->act_mem);
     cae_arena_free(&e->params);
     cae_params_free(&e->table);
-    free(e->blocks);
+    cae_encoder_w_free(&e->w);
+    cae_encoder_acts_free(&e->enc);
     memset(e, 0, sizeof *e);
 }
 
@@ -249,7 +185,7 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
     const cae_config *c = &e->cfg;
     size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
     size_t S = (size_t)c->input_size;
-    cae_block_dims dims = {n, N + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
+    cae_buf x;
 
     if (n == 0)
         return 0;
@@ -258,17 +194,12 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
         return -1;
     }
     CAE_TRY(cae_write(ctx, e->samples, images, n * 3 * S * S * 4));
-    cae_patch_embed_bufs eb = embed_bufs(e);
-    CAE_TRY(cae_patch_embed_forward(ctx, c, &eb, e->cls_token, e->patch_w, e->patch_b, e->stream,
-                                    n));
-    /* in place: a block reads its input only before writing its output */
-    for (int i = 0; i < c->depth; i++)
-        CAE_TRY(cae_block_forward(ctx, &e->blocks[i], &e->acts, e->stream, e->stream, &dims,
-                                  cae_buf_null(), cae_buf_null()));
+    CAE_TRY(cae_encoder_forward(ctx, &e->enc, e->samples, e->pos, &e->w, cae_buf_null(), c, n));
+    x = cae_encoder_out(&e->enc, c);
     if (pool == CAE_POOL_TOKENS_PRENORM)
-        return cae_read(ctx, features, e->stream, n * (N + 1) * D * 4);
-    CAE_TRY(cae_layernorm_forward(ctx, e->out, e->out_mean, e->out_rstd, e->stream, e->norm.w,
-                                  e->norm.b, n * (N + 1), D));
+        return cae_read(ctx, features, x, n * (N + 1) * D * 4);
+    CAE_TRY(cae_layernorm_forward(ctx, e->out, e->out_mean, e->out_rstd, x, e->norm.w, e->norm.b,
+                                  n * (N + 1), D));
     if (pool == CAE_POOL_TOKENS)
         return cae_read(ctx, features, e->out, n * (N + 1) * D * 4);
     if (pool == CAE_POOL_CLS) {

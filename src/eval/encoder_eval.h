@@ -4,11 +4,11 @@
  * training, so checkpoints and converted official weights load unchanged),
  * either loaded (--finetune FILE) or freshly initialized with the official
  * rules (--finetune random, the same draws as cae_model_init_weights), and a
- * forward over ALL patches (no mask): cls + patch embeddings with the fixed
- * sin-cos positions, the blocks, the final LayerNorm. Forward only; the
- * activations are planned once for the batch size given to
- * cae_encoder_eval_init and reused by every call (one block's worth, the
- * blocks run in place on one residual stream).
+ * forward over ALL patches (no mask): the model's encoder (model/encoder.h:
+ * cls + patch embeddings with the fixed sin-cos positions, the blocks), then
+ * the final LayerNorm. Forward only; the activations are planned once for
+ * the batch size given to cae_encoder_eval_init and reused by every call
+ * (one block's worth: the encoder runs in place on one residual stream).
  */
 #ifndef CAE_ENCODER_EVAL_H
 #define CAE_ENCODER_EVAL_H
@@ -29,34 +29,15 @@ typedef struct {
     size_t B;                 /* the largest batch a forward takes */
     cae_param_table table;    /* the whole model's table (encoder.* used) */
     cae_arena params;
-    cae_block_w *blocks;
-    cae_buf cls_token, patch_w, patch_b;
+    cae_encoder_w w;
     cae_ln_w norm;
-    /* activations (one allocation each) */
-    cl_mem samples_mem, idx_mem, act_mem, feat_mem;
-    cae_buf samples, idx, patches, emb, cls_rows, pos, stream, out, out_mean, out_rstd;
+    /* activations: the inputs in buffers of their own, the rest in act_mem */
+    cl_mem samples_mem, idx_mem, act_mem;
+    cae_buf samples, pos;     /* [B,3,S,S], [N+1, D] */
+    cae_encoder_acts enc;     /* over all N patches, in place */
+    cae_buf out, out_mean, out_rstd;
     cae_buf pooled;           /* [B, D] */
-    cae_block_acts acts;
 } cae_encoder_eval;
-
-/* ---- shared by every encoder that sees all patches (this one and
- * fine-tuning's trainable one) ---- */
-typedef struct {
-    cae_buf samples;           /* [B,3,S,S] input */
-    cae_buf idx;               /* int [B,N]: 0..N-1 per image */
-    cae_buf pos;               /* [N+1, D] the fixed sin-cos table (row 0: cls) */
-    cae_buf patches, emb;      /* [B*N, 3PP], [B*N, D] */
-    cae_buf cls_rows;          /* [B, D] */
-} cae_patch_embed_bufs;
-
-/* Write idx and pos (once, after planning) for batches of up to B images. */
-int cae_patch_embed_upload(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
-                           size_t B);
-/* stream [n, N+1, D] = [cls, patch embeddings + positions] of the n images in
- * b->samples (the cls position is zero). */
-int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch_embed_bufs *b,
-                            cae_buf cls_token, cae_buf patch_w, cae_buf patch_b, cae_buf stream,
-                            size_t n);
 
 /* Plan the encoder for batches of up to `batch` images of cfg's size. */
 int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch);

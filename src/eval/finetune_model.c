@@ -2,8 +2,6 @@
  * finetune_model.h): its table, memory, loading, forward and backward. */
 #include "eval/finetune_model.h"
 
-#include "eval/encoder_eval.h"
-
 #include "ops/finetune.h"
 #include "ops/ops.h"
 #include "safetensors/safetensors.h"
@@ -56,19 +54,7 @@ static int build_table(cae_param_table *t, const cae_config *cfg, size_t K, size
 static int weights_view(cae_ft_model *m, const cae_arena *a, cae_ft_weights *w)
 {
     const cae_param_table *t = &m->table;
-    char prefix[32];
-    w->blocks = calloc((size_t)m->cfg.depth + 1, sizeof *w->blocks);
-    if (!w->blocks) {
-        cae_errorf("out of host memory");
-        return -1;
-    }
-    w->cls_token = cae_params_view(t, a, "cls_token");
-    w->patch_w = cae_params_view(t, a, "patch_embed.proj.weight");
-    w->patch_b = cae_params_view(t, a, "patch_embed.proj.bias");
-    for (int i = 0; i < m->cfg.depth; i++) {
-        snprintf(prefix, sizeof prefix, "blocks.%d", i);
-        cae_block_view(t, a, &w->blocks[i], prefix);
-    }
+    CAE_TRY(cae_encoder_view(&w->enc, t, a, "", m->cfg.depth));
     w->fc_norm.w = cae_params_view(t, a, "fc_norm.weight");
     w->fc_norm.b = cae_params_view(t, a, "fc_norm.bias");
     w->head.w = cae_params_view(t, a, "head.weight");
@@ -79,8 +65,9 @@ static int weights_view(cae_ft_model *m, const cae_arena *a, cae_ft_weights *w)
 /* ---------------------------------------------------------------- memory */
 
 /* one device buffer per activation: no single allocation limit to meet */
-static int act(cae_ft_model *m, cae_buf *slot, size_t elems)
+static int act(void *user, cae_buf *slot, size_t elems)
 {
+    cae_ft_model *m = user;
     if (m->n_mem == m->cap_mem) {
         int cap = m->cap_mem ? 2 * m->cap_mem : 64;
         cl_mem *grown = realloc(m->mem, (size_t)cap * sizeof *grown);
@@ -103,74 +90,40 @@ static int plan(cae_ft_model *m)
 {
     const cae_config *c = &m->cfg;
     size_t B = m->B, K = m->K, N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
-    size_t P = (size_t)c->patch_size, S = (size_t)c->input_size, H = (size_t)c->num_heads;
+    size_t S = (size_t)c->input_size, H = (size_t)c->num_heads;
     size_t hid = (size_t)c->mlp_hidden, T = B * (N + 1), depth = (size_t)c->depth;
     cae_scratch *s = &m->s;
     cae_mha_dims md = {B, H, N + 1, N + 1, D / H, 1.0f}; /* sizes the attention core's buffers */
+    cae_planner p = {act, m, m->ctx, 0};
 
-    m->stream = calloc(depth + 1, sizeof *m->stream);
-    m->acts = calloc(depth + 1, sizeof *m->acts);
-    if (!m->stream || !m->acts) {
-        cae_errorf("out of host memory");
-        return -1;
-    }
-    CAE_TRY(act(m, &m->samples, B * 3 * S * S));
-    CAE_TRY(act(m, &m->idx, B * N));
-    CAE_TRY(act(m, &m->targets, B * K));
-    CAE_TRY(act(m, &m->drop_scale, depth * 2 * B));
-    CAE_TRY(act(m, &m->pos, (N + 1) * D));
-    CAE_TRY(act(m, &m->patches, B * N * 3 * P * P));
-    CAE_TRY(act(m, &m->emb, B * N * D));
-    CAE_TRY(act(m, &m->cls_rows, B * D));
-    for (size_t i = 0; i <= depth; i++)
-        CAE_TRY(act(m, &m->stream[i], T * D));
-    for (size_t i = 0; i < depth; i++) {
-        cae_block_acts *a = &m->acts[i];
-        CAE_TRY(act(m, &a->ln1, T * D));
-        CAE_TRY(act(m, &a->ln1_mean, T));
-        CAE_TRY(act(m, &a->ln1_rstd, T));
-        CAE_TRY(act(m, &a->qkv, T * 3 * D));
-        CAE_TRY(act(m, &a->p, cae_mha_saved_elems(m->ctx, &md)));
-        CAE_TRY(act(m, &a->merged, T * D));
-        CAE_TRY(act(m, &a->attn, T * D));
-        CAE_TRY(act(m, &a->x_mid, T * D));
-        CAE_TRY(act(m, &a->ln2, T * D));
-        CAE_TRY(act(m, &a->ln2_mean, T));
-        CAE_TRY(act(m, &a->ln2_rstd, T));
-        CAE_TRY(act(m, &a->h_pre, T * hid));
-        CAE_TRY(act(m, &a->h_act, T * hid));
-        CAE_TRY(act(m, &a->mlp, T * D));
-    }
-    CAE_TRY(act(m, &m->pooled, B * D));
-    CAE_TRY(act(m, &m->normed, B * D));
-    CAE_TRY(act(m, &m->norm_mean, B));
-    CAE_TRY(act(m, &m->norm_rstd, B));
-    CAE_TRY(act(m, &m->logits, B * K));
-    CAE_TRY(act(m, &m->dlogits, B * K));
-    CAE_TRY(act(m, &m->row_loss, B));
-    CAE_TRY(act(m, &m->dnormed, B * D));
-    CAE_TRY(act(m, &m->dpooled, B * D));
-    CAE_TRY(act(m, &m->gstream, T * D));
-    CAE_TRY(act(m, &s->d1, T * D));
-    CAE_TRY(act(m, &s->d2, T * D));
-    CAE_TRY(act(m, &s->d3, T * D));
-    CAE_TRY(act(m, &s->dhidden, T * hid));
-    CAE_TRY(act(m, &s->dhidden2, T * hid));
-    CAE_TRY(act(m, &s->dqkv, T * 3 * D));
-    CAE_TRY(act(m, &s->dp, cae_mha_scratch_elems(m->ctx, &md)));
-    return 0;
-}
-
-static cae_patch_embed_bufs embed_bufs(const cae_ft_model *m)
-{
-    cae_patch_embed_bufs b = {m->samples, m->idx, m->pos, m->patches, m->emb, m->cls_rows};
-    return b;
+    cae_plan_take(&p, &m->samples, B * 3 * S * S);
+    cae_plan_take(&p, &m->enc.idx, B * N);
+    cae_plan_take(&p, &m->targets, B * K);
+    cae_plan_take(&p, &m->drop_scale, depth * 2 * B);
+    cae_plan_take(&p, &m->pos, (N + 1) * D);
+    CAE_TRY(cae_encoder_plan(&m->enc, &p, c, B, N, 0));
+    cae_plan_take(&p, &m->pooled, B * D);
+    cae_plan_take(&p, &m->normed, B * D);
+    cae_plan_take(&p, &m->norm_mean, B);
+    cae_plan_take(&p, &m->norm_rstd, B);
+    cae_plan_take(&p, &m->logits, B * K);
+    cae_plan_take(&p, &m->dlogits, B * K);
+    cae_plan_take(&p, &m->row_loss, B);
+    cae_plan_take(&p, &m->dnormed, B * D);
+    cae_plan_take(&p, &m->dpooled, B * D);
+    cae_plan_take(&p, &m->gstream, T * D);
+    cae_plan_take(&p, &s->d1, T * D);
+    cae_plan_take(&p, &s->d2, T * D);
+    cae_plan_take(&p, &s->d3, T * D);
+    cae_plan_take(&p, &s->dhidden, T * hid);
+    cae_plan_take(&p, &s->dhidden2, T * hid);
+    cae_plan_take(&p, &s->dqkv, T * 3 * D);
+    cae_plan_take(&p, &s->dp, cae_mha_scratch_elems(m->ctx, &md));
+    return p.failed ? -1 : 0;
 }
 
 int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, size_t batch)
 {
-    cae_patch_embed_bufs eb;
-
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
     m->cfg = *cfg;
@@ -184,15 +137,12 @@ int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, 
         cae_arena_alloc(ctx, &m->table, &m->params) != 0 ||
         cae_arena_alloc(ctx, &m->table, &m->grads) != 0 ||
         weights_view(m, &m->params, &m->W) != 0 || weights_view(m, &m->grads, &m->G) != 0 ||
-        plan(m) != 0)
-        goto fail;
-    eb = embed_bufs(m);
-    if (cae_patch_embed_upload(ctx, cfg, &eb, batch) != 0)
-        goto fail;
+        plan(m) != 0 || cae_encoder_all_patches(ctx, &m->enc, batch) != 0 ||
+        cae_pos_table_upload(ctx, m->pos, (size_t)cfg->grid, (size_t)cfg->embed_dim) != 0) {
+        cae_ft_free(m);
+        return -1;
+    }
     return 0;
-fail:
-    cae_ft_free(m);
-    return -1;
 }
 
 void cae_ft_free(cae_ft_model *m)
@@ -202,10 +152,9 @@ void cae_ft_free(cae_ft_model *m)
     for (int i = 0; i < m->n_mem; i++)
         cae_release(&m->mem[i]);
     free(m->mem);
-    free(m->stream);
-    free(m->acts);
-    free(m->W.blocks);
-    free(m->G.blocks);
+    cae_encoder_acts_free(&m->enc);
+    cae_encoder_w_free(&m->W.enc);
+    cae_encoder_w_free(&m->G.enc);
     cae_arena_free(&m->params);
     cae_arena_free(&m->grads);
     cae_params_free(&m->table);
@@ -331,40 +280,27 @@ int cae_ft_load(cae_ft_model *m, const char *finetune, uint64_t seed, double ini
 
 /* ---------------------------------------------------------------- step */
 
-static void drops(const cae_ft_model *m, int i, int train, cae_buf *d1, cae_buf *d2)
+/* the drop-path scales [depth,2,B] of this step; null in evaluation mode */
+static cae_buf drops(const cae_ft_model *m, int train)
 {
-    if (!train || !m->use_drop_path) {
-        *d1 = *d2 = cae_buf_null();
-        return;
-    }
-    *d1 = cae_buf_at(m->drop_scale, (size_t)i * 2 * m->B);
-    *d2 = cae_buf_at(m->drop_scale, (size_t)i * 2 * m->B + m->B);
+    return train && m->use_drop_path ? m->drop_scale : cae_buf_null();
 }
 
 static int forward(cae_ft_model *m, const float *images, size_t n, int train)
 {
-    cae_patch_embed_bufs eb;
     cae_ctx *ctx = m->ctx;
     const cae_config *c = &m->cfg;
     size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
     size_t S = (size_t)c->input_size;
-    cae_block_dims dims = {n, N + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
 
     if (n == 0 || n > m->B) {
         cae_errorf("internal error: %zu images for a model planned for %zu", n, m->B);
         return -1;
     }
     CAE_TRY(cae_write(ctx, m->samples, images, n * 3 * S * S * 4));
-    eb = embed_bufs(m);
-    CAE_TRY(cae_patch_embed_forward(ctx, c, &eb, m->W.cls_token, m->W.patch_w, m->W.patch_b,
-                                    m->stream[0], n));
-    for (int i = 0; i < c->depth; i++) {
-        cae_buf d1, d2;
-        drops(m, i, train, &d1, &d2);
-        CAE_TRY(cae_block_forward(ctx, &m->W.blocks[i], &m->acts[i], m->stream[i + 1],
-                                  m->stream[i], &dims, d1, d2));
-    }
-    CAE_TRY(cae_mean_pool_forward(ctx, m->pooled, m->stream[c->depth], n, N, D));
+    CAE_TRY(cae_encoder_forward(ctx, &m->enc, m->samples, m->pos, &m->W.enc, drops(m, train), c,
+                                n));
+    CAE_TRY(cae_mean_pool_forward(ctx, m->pooled, cae_encoder_out(&m->enc, c), n, N, D));
     CAE_TRY(cae_layernorm_forward(ctx, m->normed, m->norm_mean, m->norm_rstd, m->pooled,
                                   m->W.fc_norm.w, m->W.fc_norm.b, n, D));
     return cae_linear_forward(ctx, m->logits, m->normed, m->W.head.w, m->W.head.b, n, D, m->K);
@@ -383,8 +319,6 @@ static int backward(cae_ft_model *m)
     cae_ctx *ctx = m->ctx;
     const cae_config *c = &m->cfg;
     size_t B = m->B, K = m->K, N = (size_t)c->num_patches, D = (size_t)c->embed_dim;
-    size_t P = (size_t)c->patch_size;
-    cae_block_dims dims = {B, N + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
 
     CAE_TRY(cae_arena_zero(ctx, &m->table, &m->grads));
     CAE_TRY(cae_linear_backward(ctx, m->dnormed, m->G.head.w, m->G.head.b, m->dlogits, m->normed,
@@ -392,20 +326,8 @@ static int backward(cae_ft_model *m)
     CAE_TRY(cae_layernorm_backward(ctx, m->dpooled, m->G.fc_norm.w, m->G.fc_norm.b, m->dnormed,
                                    m->pooled, m->W.fc_norm.w, m->norm_mean, m->norm_rstd, B, D, 0));
     CAE_TRY(cae_mean_pool_backward(ctx, m->gstream, m->dpooled, B, N, D));
-    for (int i = c->depth - 1; i >= 0; i--) {
-        cae_buf d1, d2;
-        drops(m, i, 1, &d1, &d2);
-        CAE_TRY(cae_block_backward(ctx, &m->W.blocks[i], &m->G.blocks[i], &m->acts[i], m->gstream,
-                                   m->stream[i], &dims, d1, d2, &m->s));
-    }
-    /* cls token: row 0 of every sample */
-    CAE_TRY(cae_copy_blocks(ctx, m->s.d1, D, m->gstream, (N + 1) * D, B, D, 0));
-    CAE_TRY(cae_colsum_add(ctx, m->G.cls_token, m->s.d1, B, D));
-    /* patch embedding (positions are fixed) */
-    CAE_TRY(cae_copy_blocks(ctx, m->s.d2, N * D, cae_buf_at(m->gstream, D), (N + 1) * D, B, N * D,
-                            0));
-    return cae_linear_backward(ctx, cae_buf_null(), m->G.patch_w, m->G.patch_b, m->s.d2,
-                               m->patches, m->W.patch_w, B * N, 3 * P * P, D, 0);
+    return cae_encoder_backward(ctx, &m->G.enc, m->gstream, &m->enc, &m->W.enc, drops(m, 1),
+                                &m->s, c, B, NULL);
 }
 
 int cae_ft_train_step(cae_ft_model *m, const float *images, const float *targets,
@@ -418,18 +340,9 @@ int cae_ft_train_step(cae_ft_model *m, const float *images, const float *targets
     int rc;
 
     m->use_drop_path = m->cfg.drop_path > 0;
-    if (m->use_drop_path) {
-        size_t n = (size_t)m->cfg.depth * 2 * B;
-        float *d = malloc((n ? n : 1) * sizeof *d);
-        if (!d) {
-            cae_errorf("out of host memory");
-            return -1;
-        }
-        cae_drop_path_fill(d, &m->cfg.depth, 1, B, m->cfg.drop_path, seed, step);
-        rc = cae_write(ctx, m->drop_scale, d, n * 4);
-        free(d);
-        CAE_TRY(rc);
-    }
+    if (m->use_drop_path)
+        CAE_TRY(cae_drop_path_upload(ctx, m->drop_scale, &m->cfg.depth, 1, B, m->cfg.drop_path,
+                                     seed, step));
     CAE_TRY(cae_write(ctx, m->targets, targets, B * K * 4));
     CAE_TRY(forward(m, images, B, 1));
     CAE_TRY(cae_soft_cross_entropy(ctx, m->dlogits, m->row_loss, m->logits, m->targets,

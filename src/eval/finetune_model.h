@@ -24,8 +24,7 @@
 #include <stdio.h>
 
 typedef struct {
-    cae_buf cls_token, patch_w, patch_b;
-    cae_block_w *blocks;
+    cae_encoder_w enc;        /* model/encoder.h, under the keys cls_token, ... */
     cae_ln_w fc_norm;
     cae_lin_w head;
 } cae_ft_weights;
@@ -41,10 +40,9 @@ typedef struct {
     cl_mem *mem;
     int n_mem, cap_mem;
     size_t act_bytes;
-    cae_buf samples, idx, targets, drop_scale;          /* host-written */
-    cae_buf pos, patches, emb, cls_rows;
-    cae_buf *stream;                                    /* depth+1 x [B*(N+1), D] */
-    cae_block_acts *acts;                               /* depth */
+    cae_buf samples, targets, drop_scale;               /* host-written */
+    cae_buf pos;                                        /* [N+1, D] */
+    cae_encoder_acts enc;                               /* over all N patches */
     cae_buf pooled, normed, norm_mean, norm_rstd, logits;
     cae_buf dlogits, row_loss, dnormed, dpooled, gstream, loss_sum, reduce_scratch;
     cae_scratch s;

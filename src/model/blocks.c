@@ -13,9 +13,10 @@
  *
  * Backward passes take the gradient of the block output in the stream
  * buffer and leave the gradient of the block input there; parameter
- * gradients accumulate.
+ * gradients accumulate. Also what each block saves, as requests to a
+ * user's planner.
  */
-#include "model/model.h"
+#include "model/blocks.h"
 
 #include "runtime/gemm.h"
 #include "ops/ops.h"
@@ -223,4 +224,61 @@ void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b
     b->gamma2 = VO("gamma_2");
 #undef V
 #undef VO
+}
+
+/* ---------------------------------------------------------------- planning */
+
+/* a LayerNorm saves its output and each row's mean and 1/std */
+static void plan_ln(cae_planner *p, cae_buf *out, cae_buf *mean, cae_buf *rstd, size_t rows,
+                    size_t C)
+{
+    cae_plan_take(p, out, rows * C);
+    cae_plan_take(p, mean, rows);
+    cae_plan_take(p, rstd, rows);
+}
+
+/* the MLP branch of both blocks saves its LayerNorm's, then fc1's output
+ * before and after GELU, and fc2's */
+static void plan_mlp(cae_planner *p, cae_buf *ln[3], cae_buf *h_pre, cae_buf *h_act, cae_buf *out,
+                     size_t rows, size_t C, size_t hid)
+{
+    plan_ln(p, ln[0], ln[1], ln[2], rows, C);
+    cae_plan_take(p, h_pre, rows * hid);
+    cae_plan_take(p, h_act, rows * hid);
+    cae_plan_take(p, out, rows * C);
+}
+
+void cae_block_plan(cae_planner *p, cae_block_acts *a, const cae_block_dims *d)
+{
+    size_t T = d->B * d->N, C = d->C;
+    cae_mha_dims md = {d->B, d->H, d->N, d->N, C / d->H, 1.0f};
+    plan_ln(p, &a->ln1, &a->ln1_mean, &a->ln1_rstd, T, C);
+    cae_plan_take(p, &a->qkv, T * 3 * C);
+    cae_plan_take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
+    cae_plan_take(p, &a->merged, T * C);
+    cae_plan_take(p, &a->attn, T * C);
+    cae_plan_take(p, &a->x_mid, T * C);
+    plan_mlp(p, (cae_buf *[3]){&a->ln2, &a->ln2_mean, &a->ln2_rstd}, &a->h_pre, &a->h_act,
+             &a->mlp, T, C, d->hidden);
+}
+
+void cae_rblock_plan(cae_planner *p, cae_rblock_acts *a, const cae_rblock_dims *d)
+{
+    size_t Q = d->B * d->M, KV = d->B * (d->V + d->M), C = d->C;
+    cae_mha_dims md = {d->B, d->H, d->M, d->V + d->M, C / d->H, 1.0f};
+    cae_plan_take(p, &a->kv, KV * C);
+    cae_plan_take(p, &a->qpos, Q * C);
+    plan_ln(p, &a->lnq, &a->lnq_mean, &a->lnq_rstd, Q, C);
+    cae_plan_take(p, &a->kpos, KV * C);
+    plan_ln(p, &a->lnk, &a->lnk_mean, &a->lnk_rstd, KV, C);
+    plan_ln(p, &a->lnv, &a->lnv_mean, &a->lnv_rstd, KV, C);
+    cae_plan_take(p, &a->qp, Q * C);
+    cae_plan_take(p, &a->kp, KV * C);
+    cae_plan_take(p, &a->vp, KV * C);
+    cae_plan_take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
+    cae_plan_take(p, &a->merged, Q * C);
+    cae_plan_take(p, &a->attn, Q * C);
+    cae_plan_take(p, &a->x, Q * C);
+    plan_mlp(p, (cae_buf *[3]){&a->x2, &a->x2_mean, &a->x2_rstd}, &a->h_pre, &a->h_act, &a->mlp,
+             Q, C, d->hidden);
 }

@@ -11,24 +11,18 @@
 
 #include "ops/ops.h"
 
-/* Drop-path scales of block i of a stack (0 encoder, 1 regressor, 2
- * decoder, 3 alignment encoder); absent when drop path is off. */
-static void drops(const cae_model *m, int stack, int i, cae_buf *d1, cae_buf *d2)
+/* The drop-path scales [depth,2,B] of a stack (0 encoder, 1 regressor, 2
+ * decoder, 3 alignment encoder); null when drop path is off. */
+static cae_buf stack_drops(const cae_model *m, int stack)
 {
     const cae_config *c = &m->cfg;
     int base[4] = {0, c->depth, c->depth + c->regressor_depth,
                    c->depth + c->regressor_depth + c->decoder_depth};
-    size_t k = (size_t)(base[stack] + i) * 2 * m->B;
-    if (!m->use_drop_path) {
-        *d1 = *d2 = cae_buf_null();
-        return;
-    }
-    *d1 = cae_buf_at(m->drop_scale, k);
-    *d2 = cae_buf_at(m->drop_scale, k + m->B);
+    if (!m->use_drop_path)
+        return cae_buf_null();
+    return cae_buf_at(m->drop_scale, (size_t)base[stack] * 2 * m->B);
 }
 
-/* The encoder over the J patches listed in e->idx, cls first; leaves the
- * final LN (and projection) output of all B*(J+1) tokens. */
 /* Tell the all-reduce that the tensors from `first_name` on (table order)
  * have their final gradients. */
 static int grads_ready(cae_model *m, const char *fmt, int i)
@@ -46,31 +40,19 @@ static int grads_ready(cae_model *m, const char *fmt, int i)
     return m->grads_ready(m->grads_ready_user, (size_t)(p - m->table.p));
 }
 
+/* The encoder over the J patches listed in e's idx, cls first; leaves the
+ * final LN (and projection) output of all B*(J+1) tokens. */
 static int encoder_forward(cae_model *m, cae_encoder_pass *e, int stack)
 {
     cae_ctx *ctx = m->ctx;
     const cae_config *c = &m->cfg;
-    size_t B = m->B, J = e->J, D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
-    size_t P = (size_t)c->patch_size, T = B * (J + 1);
-    cae_block_dims dims = {B, J + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
+    size_t T = m->B * (e->acts.J + 1), D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
 
-    /* patch embedding = a linear map of each flattened patch, + position */
-    CAE_TRY(cae_patchify(ctx, e->patches, m->samples, e->idx, B, J, (size_t)c->input_size, P));
-    CAE_TRY(cae_linear_forward(ctx, e->emb, e->patches, m->W.patch_w, m->W.patch_b, B * J,
-                               3 * P * P, D));
-    CAE_TRY(cae_gather_rows(ctx, e->emb, cae_buf_at(m->pos_enc, D), 0, e->idx, B, J, D, 1));
-    /* tokens = [cls, patches]; the cls position embedding is zero */
-    CAE_TRY(cae_broadcast_row(ctx, e->cls_rows, m->W.cls_token, B, D));
-    CAE_TRY(cae_copy_blocks(ctx, e->stream[0], (J + 1) * D, e->cls_rows, D, B, D, 0));
-    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(e->stream[0], D), (J + 1) * D, e->emb, J * D, B, J * D, 0));
-    for (int i = 0; i < c->depth; i++) {
-        cae_buf d1, d2;
-        drops(m, stack, i, &d1, &d2);
-        CAE_TRY(cae_block_forward(ctx, &m->W.enc[i], &e->blocks[i], e->stream[i + 1], e->stream[i],
-                                  &dims, d1, d2));
-    }
-    CAE_TRY(cae_layernorm_forward(ctx, e->out, e->out_mean, e->out_rstd, e->stream[c->depth],
-                                  m->W.enc_norm.w, m->W.enc_norm.b, T, D));
+    CAE_TRY(cae_encoder_forward(ctx, &e->acts, m->samples, m->pos_enc, &m->W.enc,
+                                stack_drops(m, stack), c, m->B));
+    CAE_TRY(cae_layernorm_forward(ctx, e->out, e->out_mean, e->out_rstd,
+                                  cae_encoder_out(&e->acts, c), m->W.enc_norm.w, m->W.enc_norm.b,
+                                  T, D));
     if (Dd != D) {
         CAE_TRY(cae_linear_forward(ctx, e->proj, e->out, m->W.proj.w, m->W.proj.b, T, D, Dd));
         CAE_TRY(cae_layernorm_forward(ctx, e->proj_ln, e->proj_mean, e->proj_rstd, e->proj,
@@ -106,8 +88,10 @@ static int forward(cae_model *m)
     /* visible latents z, cls dropped; position tables of both token sets */
     CAE_TRY(cae_copy_blocks(ctx, m->z, V * Dd, cae_buf_at(encoder_latents(m, &m->enc), Dd),
                             (V + 1) * Dd, B, V * Dd, 0));
-    CAE_TRY(cae_gather_rows(ctx, m->p_vis, cae_buf_at(m->pos_dec, Dd), 0, m->enc.idx, B, V, Dd, 0));
-    CAE_TRY(cae_gather_rows(ctx, m->p_mask, cae_buf_at(m->pos_dec, Dd), 0, m->align.idx, B, M, Dd, 0));
+    CAE_TRY(cae_gather_rows(ctx, m->p_vis, cae_buf_at(m->pos_dec, Dd), 0, m->enc.acts.idx, B, V,
+                            Dd, 0));
+    CAE_TRY(cae_gather_rows(ctx, m->p_mask, cae_buf_at(m->pos_dec, Dd), 0, m->align.acts.idx, B, M,
+                            Dd, 0));
     CAE_TRY(cae_copy_blocks(ctx, m->pk, (V + M) * Dd, m->p_vis, V * Dd, B, V * Dd, 0));
     CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->pk, V * Dd), (V + M) * Dd, m->p_mask, M * Dd, B,
                             M * Dd, 0));
@@ -115,7 +99,7 @@ static int forward(cae_model *m)
     CAE_TRY(cae_broadcast_row(ctx, m->rstream[0], m->W.mask_token, B * M, Dd));
     for (int i = 0; i < c->regressor_depth; i++) {
         cae_buf d1, d2;
-        drops(m, 1, i, &d1, &d2);
+        cae_drop_path_at(stack_drops(m, 1), m->B, i, &d1, &d2);
         CAE_TRY(cae_rblock_forward(ctx, &m->W.reg[i], &m->rblocks[i], m->rstream[i + 1], m->rstream[i],
                                    m->z, m->p_mask, m->pk, &rd, d1, d2));
     }
@@ -126,7 +110,7 @@ static int forward(cae_model *m)
     CAE_TRY(cae_add(ctx, m->dstream[0], m->latent_pred, m->p_mask, B * M * Dd));
     for (int i = 0; i < c->decoder_depth; i++) {
         cae_buf d1, d2;
-        drops(m, 2, i, &d1, &d2);
+        cae_drop_path_at(stack_drops(m, 2), m->B, i, &d1, &d2);
         CAE_TRY(cae_block_forward(ctx, &m->W.dec[i], &m->dblocks[i], m->dstream[i + 1], m->dstream[i],
                                   &dd, d1, d2));
     }
@@ -142,8 +126,8 @@ static int pixel_target(cae_model *m)
 {
     const cae_config *c = &m->cfg;
     size_t B = m->B, M = (size_t)c->num_mask_patches, K = (size_t)c->decoder_num_classes;
-    CAE_TRY(cae_patchify(m->ctx, m->pix_raw, m->samples, m->align.idx, B, M, (size_t)c->input_size,
-                         (size_t)c->patch_size));
+    CAE_TRY(cae_patchify(m->ctx, m->pix_raw, m->samples, m->align.acts.idx, B, M,
+                         (size_t)c->input_size, (size_t)c->patch_size));
     if (!c->norm_pix_loss)
         return cae_copy(m->ctx, m->pix_target, m->pix_raw, B * M * K);
     return cae_layernorm_forward(m->ctx, m->pix_target, m->pix_mean, m->pix_rstd, m->pix_raw,
@@ -182,14 +166,18 @@ static int loss(cae_model *m)
     return cae_sum(ctx, cae_buf_at(m->sums, 2), m->sq, n, m->reduce_scratch);
 }
 
+static int block_grads_ready(void *m, int i)
+{
+    return grads_ready(m, "encoder.blocks.%d.norm1.weight", i);
+}
+
 static int encoder_backward(cae_model *m, cae_buf d_latents)
 {
     cae_ctx *ctx = m->ctx;
     const cae_config *c = &m->cfg;
     cae_encoder_pass *e = &m->enc;
-    size_t B = m->B, V = e->J, D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
-    size_t P = (size_t)c->patch_size, T = B * (V + 1);
-    cae_block_dims dims = {B, V + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden};
+    size_t T = m->B * (e->acts.J + 1), D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
+    cae_encoder_hook hook = {block_grads_ready, m};
     cae_buf d_out = d_latents;
 
     if (Dd != D) {
@@ -201,24 +189,11 @@ static int encoder_backward(cae_model *m, cae_buf d_latents)
         d_out = m->s.d1;
     }
     CAE_TRY(cae_layernorm_backward(ctx, m->g_stream_enc, m->G.enc_norm.w, m->G.enc_norm.b, d_out,
-                                   e->stream[c->depth], m->W.enc_norm.w, e->out_mean, e->out_rstd, T,
-                                   D, 0));
+                                   cae_encoder_out(&e->acts, c), m->W.enc_norm.w, e->out_mean,
+                                   e->out_rstd, T, D, 0));
     CAE_TRY(grads_ready(m, "encoder.norm.weight", 0));
-    for (int i = c->depth - 1; i >= 0; i--) {
-        cae_buf d1, d2;
-        drops(m, 0, i, &d1, &d2);
-        CAE_TRY(cae_block_backward(ctx, &m->W.enc[i], &m->G.enc[i], &e->blocks[i], m->g_stream_enc,
-                                   e->stream[i], &dims, d1, d2, &m->s));
-        CAE_TRY(grads_ready(m, "encoder.blocks.%d.norm1.weight", i));
-    }
-    /* cls token: row 0 of every sample */
-    CAE_TRY(cae_copy_blocks(ctx, m->s.d1, D, m->g_stream_enc, (V + 1) * D, B, D, 0));
-    CAE_TRY(cae_colsum_add(ctx, m->G.cls_token, m->s.d1, B, D));
-    /* patch embedding (positions are fixed) */
-    CAE_TRY(cae_copy_blocks(ctx, m->s.d2, V * D, cae_buf_at(m->g_stream_enc, D), (V + 1) * D, B,
-                            V * D, 0));
-    CAE_TRY(cae_linear_backward(ctx, cae_buf_null(), m->G.patch_w, m->G.patch_b, m->s.d2, e->patches,
-                                m->W.patch_w, B * V, 3 * P * P, D, 0));
+    CAE_TRY(cae_encoder_backward(ctx, &m->G.enc, m->g_stream_enc, &e->acts, &m->W.enc,
+                                 stack_drops(m, 0), &m->s, c, m->B, &hook));
     return grads_ready(m, "encoder.cls_token", 0);
 }
 
@@ -242,7 +217,7 @@ static int backward(cae_model *m)
     CAE_TRY(grads_ready(m, "decoder.norm.weight", 0));
     for (int i = c->decoder_depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
-        drops(m, 2, i, &d1, &d2);
+        cae_drop_path_at(stack_drops(m, 2), m->B, i, &d1, &d2);
         CAE_TRY(cae_block_backward(ctx, &m->W.dec[i], &m->G.dec[i], &m->dblocks[i], m->g_stream_dec,
                                    m->dstream[i], &dd, d1, d2, &m->s));
         CAE_TRY(grads_ready(m, "decoder.decoder_blocks.%d.norm1.weight", i));
@@ -257,7 +232,7 @@ static int backward(cae_model *m)
     CAE_TRY(cae_fill_zero(ctx, m->g_z, B * V * Dd));
     for (int i = c->regressor_depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
-        drops(m, 1, i, &d1, &d2);
+        cae_drop_path_at(stack_drops(m, 1), m->B, i, &d1, &d2);
         CAE_TRY(cae_rblock_backward(ctx, &m->W.reg[i], &m->G.reg[i], &m->rblocks[i], m->g_q, m->g_z,
                                     m->rstream[i], &rd, d1, d2, m->g_kv, &m->s));
         CAE_TRY(grads_ready(m, "regresser.regressor_blocks.%d.norm1_q.weight", i));

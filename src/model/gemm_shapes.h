@@ -1,9 +1,9 @@
 /* gemm_shapes.h: the distinct GEMMs of one training step.
  *
- * Mirrors what the step enqueues (src/blocks.c, src/cae_step.c,
- * src/ops/linear.c, src/ops/mha.c): every linear layer's forward
- * (0,1,T,O,I), input gradient (0,0,T,I,O) and weight gradient (1,0,O,I,T),
- * the attention products per head as strided batches. The alignment pass
+ * Mirrors what the step enqueues (src/model/blocks.c, src/model/encoder.c,
+ * src/model/cae_step.c, src/ops/linear.c, src/ops/mha.c): every linear
+ * layer's forward (0,1,T,O,I), input gradient (0,0,T,I,O) and weight
+ * gradient (1,0,O,I,T), the attention products per head as strided batches. The alignment pass
  * is forward only; the patch embedding needs no input gradient; the
  * tokenizer is not included. Its FLOPs agree with flops.c's GEMM share.
  */

@@ -1,36 +1,21 @@
 /* model.h: the CAE model on the device: weights views, planned activations
- * and one training step (forward, loss, backward) per DESIGN.md §1. */
+ * and one training step (forward, loss, backward) per DESIGN.md §1. Its
+ * blocks are in blocks.h, its encoder (shared with evaluation and
+ * fine-tuning) in encoder.h. */
 #ifndef CAE_MODEL_H
 #define CAE_MODEL_H
 
+#include "model/blocks.h"
 #include "model/cae_config.h"
+#include "model/encoder.h"
 #include "model/params.h"
 #include "runtime/runtime.h"
 
 #include <stdint.h>
 
-/* ---- views of one arena (parameters or their gradients) ---- */
+/* views of one arena (parameters or their gradients) */
 typedef struct {
-    cae_buf w, b;
-} cae_lin_w, cae_ln_w;
-
-typedef struct { /* encoder / decoder block */
-    cae_ln_w norm1, norm2;
-    cae_buf qkv_w, q_bias, v_bias;
-    cae_lin_w proj, fc1, fc2;
-    cae_buf gamma1, gamma2; /* absent without layer scale */
-} cae_block_w;
-
-typedef struct { /* regressor block */
-    cae_ln_w norm_q, norm_k, norm_v, norm2;
-    cae_buf q_w, k_w, v_w, q_bias, v_bias;
-    cae_lin_w proj, fc1, fc2;
-    cae_buf gamma1, gamma2; /* absent (frozen ones) with decoder layer scale 0 */
-} cae_rblock_w;
-
-typedef struct {
-    cae_buf cls_token, patch_w, patch_b;
-    cae_block_w *enc;
+    cae_encoder_w enc;
     cae_ln_w enc_norm;
     cae_lin_w proj;
     cae_ln_w proj_norm;
@@ -42,38 +27,9 @@ typedef struct {
     cae_lin_w head;
 } cae_weights;
 
-/* ---- shapes and saved activations ---- */
-typedef struct {
-    size_t B, N, C, H, hidden; /* samples, tokens per sample, width, heads, MLP width */
-} cae_block_dims;
-
-typedef struct { /* what one self-attention block saves for backward */
-    cae_buf ln1, ln1_mean, ln1_rstd, qkv, p, merged, attn; /* p: the attention core's (mha.c) */
-    cae_buf x_mid, ln2, ln2_mean, ln2_rstd, h_pre, h_act, mlp;
-} cae_block_acts;
-
-typedef struct { /* what one regressor block saves */
-    cae_buf kv, qpos, lnq, lnq_mean, lnq_rstd, kpos, lnk, lnk_mean, lnk_rstd;
-    cae_buf lnv, lnv_mean, lnv_rstd, qp, kp, vp, p, merged, attn;
-    cae_buf x, x2, x2_mean, x2_rstd, h_pre, h_act, mlp;
-} cae_rblock_acts;
-
-typedef struct { /* backward scratch, sized for the largest user */
-    cae_buf d1, d2, d3;          /* [rows, width] */
-    cae_buf dhidden, dhidden2;   /* [rows, hidden] */
-    cae_buf dqkv;                /* [rows, 3 width] */
-    cae_buf dqh, dkh, dvh;       /* [rows, width]: cross-attention q, k, v gradients */
-    cae_buf dp;                  /* the attention core's backward scratch */
-} cae_scratch;
-
 /* one pass of the encoder (the trained one, or the alignment pass) */
 typedef struct {
-    size_t J;                 /* patches it sees per sample */
-    cae_buf idx;              /* int [B,J] patch indices in raster order */
-    cae_buf patches, emb;     /* [B*J, 3PP], [B*J, D] */
-    cae_buf cls_rows;         /* [B, D] the cls token once per sample */
-    cae_buf *stream;          /* depth+1 tensors [B*(1+J), D] */
-    cae_block_acts *blocks;
+    cae_encoder_acts acts;                           /* tokens and blocks */
     cae_buf out, out_mean, out_rstd;                 /* final LN */
     cae_buf proj, proj_ln, proj_mean, proj_rstd;     /* projection (Dd != D) */
 } cae_encoder_pass;
@@ -155,17 +111,12 @@ static inline cae_buf cae_model_labels(const cae_model *m)
 }
 static inline cae_buf cae_model_masked_idx(const cae_model *m)
 {
-    return m->align.idx;
+    return m->align.acts.idx;
 }
 
-/* Drop-path scales for this step from (seed, step); without a call, or with
- * --drop_path 0, drop path is off. */
+/* Drop-path scales for this step from (seed, step) (encoder.h's schedule);
+ * without a call, or with --drop_path 0, drop path is off. */
 int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step);
-/* The per-sample scales themselves (0 or 1/(1-rate)), reproducible from
- * (seed, step): layout [stack][block][branch][sample] over n_stacks stacks
- * of depths[] blocks, rate linear from 0 to drop_path within each stack. */
-void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, double drop_path,
-                        uint64_t seed, uint64_t step);
 
 /* Forward, loss and backward: gradients of every trainable tensor are
  * written to m->grads (zeroed first); the loss terms are read back. */
@@ -175,30 +126,5 @@ int cae_model_step(cae_model *m, cae_losses *out);
  * the loss terms. */
 int cae_model_step_begin(cae_model *m);
 int cae_model_step_end(cae_model *m, cae_losses *out);
-
-/* ---- blocks.c ---- */
-/* Views of a self-attention block's tensors <prefix>.norm1.weight, ... in
- * an arena laid out by t (gamma_1/gamma_2 absent without layer scale). */
-void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,
-                    const char *prefix);
-int cae_block_forward(cae_ctx *ctx, const cae_block_w *w, cae_block_acts *a, cae_buf x_out,
-                      cae_buf x_in, const cae_block_dims *d, cae_buf drop1, cae_buf drop2);
-/* dx holds d(out) on entry and d(in) on return (the residual stream) */
-int cae_block_backward(cae_ctx *ctx, const cae_block_w *w, const cae_block_w *g,
-                       const cae_block_acts *a, cae_buf dx, cae_buf x_in, const cae_block_dims *d,
-                       cae_buf drop1, cae_buf drop2, const cae_scratch *s);
-
-typedef struct {
-    size_t B, V, M, C, H, hidden;
-} cae_rblock_dims;
-
-int cae_rblock_forward(cae_ctx *ctx, const cae_rblock_w *w, cae_rblock_acts *a, cae_buf q_out,
-                       cae_buf q_in, cae_buf z, cae_buf p_mask, cae_buf pk,
-                       const cae_rblock_dims *d, cae_buf drop1, cae_buf drop2);
-/* dq holds d(q_out) on entry and d(q_in) on return; dz += d(z) */
-int cae_rblock_backward(cae_ctx *ctx, const cae_rblock_w *w, const cae_rblock_w *g,
-                        const cae_rblock_acts *a, cae_buf dq, cae_buf dz, cae_buf q_in,
-                        const cae_rblock_dims *d, cae_buf drop1, cae_buf drop2,
-                        cae_buf dkv, const cae_scratch *s);
 
 #endif

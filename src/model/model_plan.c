@@ -60,6 +60,14 @@ static void take_input(planner *p, cae_buf *slot, size_t elems)
     take_as(p, slot, elems, 1);
 }
 
+/* the planner as the blocks and the encoder see it */
+static int take_shared(void *user, cae_buf *slot, size_t elems)
+{
+    planner *p = user;
+    take(p, slot, elems);
+    return p->failed ? -1 : 0;
+}
+
 /* Lay the requests out in buffers of at most limit bytes and allocate. */
 static int commit(planner *p, cae_model *m, size_t limit_bytes)
 {
@@ -154,25 +162,10 @@ static void lin_view(const cae_model *m, const cae_arena *a, cae_lin_w *l, const
     l->b = view_or_null(m, a, join(n, sizeof n, prefix, "bias"));
 }
 
-static void block_view(const cae_model *m, const cae_arena *a, cae_block_w *b, const char *p)
-{
-    char n[CAE_PARAM_NAME_MAX + 16];
-#define SUB(s) join(n, sizeof n, p, s)
-    lin_view(m, a, &b->norm1, SUB("norm1"));
-    lin_view(m, a, &b->norm2, SUB("norm2"));
-    b->qkv_w = VIEW(SUB("attn.qkv.weight"));
-    b->q_bias = VIEW(SUB("attn.q_bias"));
-    b->v_bias = VIEW(SUB("attn.v_bias"));
-    lin_view(m, a, &b->proj, SUB("attn.proj"));
-    lin_view(m, a, &b->fc1, SUB("mlp.fc1"));
-    lin_view(m, a, &b->fc2, SUB("mlp.fc2"));
-    b->gamma1 = view_or_null(m, a, SUB("gamma_1"));
-    b->gamma2 = view_or_null(m, a, SUB("gamma_2"));
-}
-
 static void rblock_view(const cae_model *m, const cae_arena *a, cae_rblock_w *b, const char *p)
 {
     char n[CAE_PARAM_NAME_MAX + 16];
+#define SUB(s) join(n, sizeof n, p, s)
     lin_view(m, a, &b->norm_q, SUB("norm1_q"));
     lin_view(m, a, &b->norm_k, SUB("norm1_k"));
     lin_view(m, a, &b->norm_v, SUB("norm1_v"));
@@ -195,20 +188,13 @@ static int weights_view(cae_model *m, const cae_arena *a, cae_weights *w)
 {
     const cae_config *c = &m->cfg;
     char p[CAE_PARAM_NAME_MAX];
-    w->enc = calloc((size_t)c->depth + 1, sizeof *w->enc);
     w->reg = calloc((size_t)c->regressor_depth + 1, sizeof *w->reg);
     w->dec = calloc((size_t)c->decoder_depth + 1, sizeof *w->dec);
-    if (!w->enc || !w->reg || !w->dec) {
+    if (!w->reg || !w->dec) {
         cae_errorf("out of host memory");
         return -1;
     }
-    w->cls_token = VIEW("encoder.cls_token");
-    w->patch_w = VIEW("encoder.patch_embed.proj.weight");
-    w->patch_b = VIEW("encoder.patch_embed.proj.bias");
-    for (int i = 0; i < c->depth; i++) {
-        snprintf(p, sizeof p, "encoder.blocks.%d", i);
-        block_view(m, a, &w->enc[i], p);
-    }
+    CAE_TRY(cae_encoder_view(&w->enc, &m->table, a, "encoder.", c->depth));
     lin_view(m, a, &w->enc_norm, "encoder.norm");
     if (c->decoder_embed_dim != c->embed_dim) {
         lin_view(m, a, &w->proj, "encoder_to_regresser");
@@ -222,7 +208,7 @@ static int weights_view(cae_model *m, const cae_arena *a, cae_weights *w)
     lin_view(m, a, &w->reg_norm, "regresser.norm");
     for (int i = 0; i < c->decoder_depth; i++) {
         snprintf(p, sizeof p, "decoder.decoder_blocks.%d", i);
-        block_view(m, a, &w->dec[i], p);
+        cae_block_view(&m->table, a, &w->dec[i], p);
     }
     lin_view(m, a, &w->dec_norm, "decoder.norm");
     lin_view(m, a, &w->head, "decoder.head");
@@ -232,76 +218,12 @@ static int weights_view(cae_model *m, const cae_arena *a, cae_weights *w)
 
 /* ---------------------------------------------------------------- activations */
 
-static void plan_block(planner *p, cae_block_acts *a, size_t B, size_t N, size_t C, size_t H,
-                       size_t hid)
-{
-    size_t T = B * N;
-    cae_mha_dims md = {B, H, N, N, C / H, 1.0f};
-    take(p, &a->ln1, T * C);
-    take(p, &a->ln1_mean, T);
-    take(p, &a->ln1_rstd, T);
-    take(p, &a->qkv, T * 3 * C);
-    take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
-    take(p, &a->merged, T * C);
-    take(p, &a->attn, T * C);
-    take(p, &a->x_mid, T * C);
-    take(p, &a->ln2, T * C);
-    take(p, &a->ln2_mean, T);
-    take(p, &a->ln2_rstd, T);
-    take(p, &a->h_pre, T * hid);
-    take(p, &a->h_act, T * hid);
-    take(p, &a->mlp, T * C);
-}
-
-static void plan_rblock(planner *p, cae_rblock_acts *a, size_t B, size_t V, size_t M, size_t C,
-                        size_t H, size_t hid)
-{
-    size_t Q = B * M, KV = B * (V + M);
-    cae_mha_dims md = {B, H, M, V + M, C / H, 1.0f};
-    take(p, &a->kv, KV * C);
-    take(p, &a->qpos, Q * C);
-    take(p, &a->lnq, Q * C);
-    take(p, &a->lnq_mean, Q);
-    take(p, &a->lnq_rstd, Q);
-    take(p, &a->kpos, KV * C);
-    take(p, &a->lnk, KV * C);
-    take(p, &a->lnk_mean, KV);
-    take(p, &a->lnk_rstd, KV);
-    take(p, &a->lnv, KV * C);
-    take(p, &a->lnv_mean, KV);
-    take(p, &a->lnv_rstd, KV);
-    take(p, &a->qp, Q * C);
-    take(p, &a->kp, KV * C);
-    take(p, &a->vp, KV * C);
-    take(p, &a->p, cae_mha_saved_elems(p->ctx, &md));
-    take(p, &a->merged, Q * C);
-    take(p, &a->attn, Q * C);
-    take(p, &a->x, Q * C);
-    take(p, &a->x2, Q * C);
-    take(p, &a->x2_mean, Q);
-    take(p, &a->x2_rstd, Q);
-    take(p, &a->h_pre, Q * hid);
-    take(p, &a->h_act, Q * hid);
-    take(p, &a->mlp, Q * C);
-}
-
-static int plan_encoder(planner *p, cae_encoder_pass *e, const cae_config *c, size_t B, size_t J)
+static int plan_encoder(planner *p, cae_planner *shared, cae_encoder_pass *e, const cae_config *c,
+                        size_t B, size_t J)
 {
     size_t D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim, T = B * (J + 1);
-    size_t P = (size_t)c->patch_size;
-    e->J = J;
-    e->stream = calloc((size_t)c->depth + 1, sizeof *e->stream);
-    e->blocks = calloc((size_t)c->depth + 1, sizeof *e->blocks);
-    if (!e->stream || !e->blocks)
-        return -1;
-    take_input(p, &e->idx, B * J);
-    take(p, &e->patches, B * J * 3 * P * P);
-    take(p, &e->emb, B * J * D);
-    take(p, &e->cls_rows, B * D);
-    for (int i = 0; i <= c->depth; i++)
-        take(p, &e->stream[i], T * D);
-    for (int i = 0; i < c->depth; i++)
-        plan_block(p, &e->blocks[i], B, J + 1, D, (size_t)c->num_heads, (size_t)c->mlp_hidden);
+    take_input(p, &e->acts.idx, B * J);
+    CAE_TRY(cae_encoder_plan(&e->acts, shared, c, B, J, 0));
     take(p, &e->out, T * D);
     take(p, &e->out_mean, T);
     take(p, &e->out_rstd, T);
@@ -319,15 +241,13 @@ static size_t max2(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-static int plan_all(cae_model *m, planner *p)
+/* host-written inputs and the fixed position tables */
+static void plan_inputs(cae_model *m, planner *p)
 {
     const cae_config *c = &m->cfg;
     size_t B = m->B, N = (size_t)c->num_patches, M = (size_t)c->num_mask_patches;
-    size_t V = (size_t)c->num_visible, D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
-    size_t K = (size_t)c->decoder_num_classes, S = (size_t)c->input_size;
-    size_t rows = B * (N + 1), width = max2(D, Dd);
-    size_t heads = max2((size_t)c->num_heads, (size_t)c->decoder_num_heads);
-    size_t hid = max2((size_t)c->mlp_hidden, (size_t)c->decoder_mlp_hidden);
+    size_t D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
+    size_t S = (size_t)c->input_size;
     /* encoder, regressor, decoder and alignment blocks, 2 branches each */
     size_t n_drop = (size_t)(2 * c->depth + c->regressor_depth + c->decoder_depth) * 2 * B;
 
@@ -336,13 +256,18 @@ static int plan_all(cae_model *m, planner *p)
     take_input(p, &m->pos_enc, (N + 1) * D);
     take_input(p, &m->pos_dec, (N + 1) * Dd);
     take_input(p, &m->drop_scale, n_drop);
-    if (plan_encoder(p, &m->enc, c, B, V) != 0 || plan_encoder(p, &m->align, c, B, M) != 0)
-        return -1;
-    take(p, &m->latent_target, B * M * Dd);
-    take(p, &m->z, B * V * Dd);
-    take(p, &m->p_vis, B * V * Dd);
-    take(p, &m->p_mask, B * M * Dd);
-    take(p, &m->pk, B * N * Dd);
+}
+
+/* regressor and decoder: streams and blocks, the final LNs, the head */
+static int plan_heads(cae_model *m, planner *p, cae_planner *shared)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, M = (size_t)c->num_mask_patches, V = (size_t)c->num_visible;
+    size_t Dd = (size_t)c->decoder_embed_dim, K = (size_t)c->decoder_num_classes;
+    size_t H = (size_t)c->decoder_num_heads, hid = (size_t)c->decoder_mlp_hidden;
+    cae_rblock_dims rd = {B, V, M, Dd, H, hid};
+    cae_block_dims dd = {B, M, Dd, H, hid};
+
     m->rstream = calloc((size_t)c->regressor_depth + 1, sizeof *m->rstream);
     m->rblocks = calloc((size_t)c->regressor_depth + 1, sizeof *m->rblocks);
     m->dstream = calloc((size_t)c->decoder_depth + 1, sizeof *m->dstream);
@@ -352,21 +277,27 @@ static int plan_all(cae_model *m, planner *p)
     for (int i = 0; i <= c->regressor_depth; i++)
         take(p, &m->rstream[i], B * M * Dd);
     for (int i = 0; i < c->regressor_depth; i++)
-        plan_rblock(p, &m->rblocks[i], B, V, M, Dd, (size_t)c->decoder_num_heads,
-                    (size_t)c->decoder_mlp_hidden);
+        cae_rblock_plan(shared, &m->rblocks[i], &rd);
     take(p, &m->latent_pred, B * M * Dd);
     take(p, &m->lp_mean, B * M);
     take(p, &m->lp_rstd, B * M);
     for (int i = 0; i <= c->decoder_depth; i++)
         take(p, &m->dstream[i], B * M * Dd);
     for (int i = 0; i < c->decoder_depth; i++)
-        plan_block(p, &m->dblocks[i], B, M, Dd, (size_t)c->decoder_num_heads,
-                   (size_t)c->decoder_mlp_hidden);
+        cae_block_plan(shared, &m->dblocks[i], &dd);
     take(p, &m->dec_out, B * M * Dd);
     take(p, &m->dec_mean, B * M);
     take(p, &m->dec_rstd, B * M);
     take(p, &m->logits, B * M * K);
-    /* loss */
+    return 0;
+}
+
+static void plan_loss(cae_model *m, planner *p)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, M = (size_t)c->num_mask_patches;
+    size_t Dd = (size_t)c->decoder_embed_dim, K = (size_t)c->decoder_num_classes;
+
     take(p, &m->dlogits, B * M * K);
     take(p, &m->row_loss, B * M);
     take(p, &m->row_correct, B * M);
@@ -381,7 +312,19 @@ static int plan_all(cae_model *m, planner *p)
     }
     take(p, &m->sums, 4);
     take(p, &m->reduce_scratch, cae_reduce_scratch_elems(max2(B * M * max2(Dd, K), B * M)));
-    /* backward */
+}
+
+static void plan_backward(cae_model *m, planner *p)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, N = (size_t)c->num_patches, M = (size_t)c->num_mask_patches;
+    size_t V = (size_t)c->num_visible, D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
+    size_t rows = B * (N + 1), width = max2(D, Dd);
+    size_t heads = max2((size_t)c->num_heads, (size_t)c->decoder_num_heads);
+    size_t hid = max2((size_t)c->mlp_hidden, (size_t)c->decoder_mlp_hidden);
+    /* the largest attention problem: every token of a sample */
+    cae_mha_dims md = {B, heads, N + 1, N + 1, 1, 1.0f};
+
     take(p, &m->g_stream_enc, B * (V + 1) * D);
     take(p, &m->g_stream_dec, B * M * Dd);
     take(p, &m->g_q, B * M * Dd);
@@ -399,30 +342,36 @@ static int plan_all(cae_model *m, planner *p)
     take(p, &m->s.dqh, rows * width);
     take(p, &m->s.dkh, rows * width);
     take(p, &m->s.dvh, rows * width);
-    {   /* the largest attention problem: every token of a sample */
-        cae_mha_dims md = {B, heads, N + 1, N + 1, 1, 1.0f};
-        take(p, &m->s.dp, cae_mha_scratch_elems(p->ctx, &md));
-    }
+    take(p, &m->s.dp, cae_mha_scratch_elems(p->ctx, &md));
+}
+
+static int plan_all(cae_model *m, planner *p)
+{
+    const cae_config *c = &m->cfg;
+    size_t B = m->B, M = (size_t)c->num_mask_patches, V = (size_t)c->num_visible;
+    size_t N = (size_t)c->num_patches, Dd = (size_t)c->decoder_embed_dim;
+    cae_planner shared = {take_shared, p, p->ctx, 0};
+
+    plan_inputs(m, p);
+    if (plan_encoder(p, &shared, &m->enc, c, B, V) != 0 ||
+        plan_encoder(p, &shared, &m->align, c, B, M) != 0)
+        return -1;
+    take(p, &m->latent_target, B * M * Dd);
+    take(p, &m->z, B * V * Dd);
+    take(p, &m->p_vis, B * V * Dd);
+    take(p, &m->p_mask, B * M * Dd);
+    take(p, &m->pk, B * N * Dd);
+    CAE_TRY(plan_heads(m, p, &shared));
+    plan_loss(m, p);
+    plan_backward(m, p);
     return 0;
 }
 
 static int upload_positions(cae_model *m)
 {
     const cae_config *c = &m->cfg;
-    size_t N = (size_t)c->num_patches, D = (size_t)c->embed_dim, Dd = (size_t)c->decoder_embed_dim;
-    float *t = malloc((N + 1) * max2(D, Dd) * sizeof *t);
-    int rc = -1;
-    if (!t) {
-        cae_errorf("out of host memory");
-        return -1;
-    }
-    if (cae_sincos_table(t, (size_t)c->grid, D) == 0 &&
-        cae_write(m->ctx, m->pos_enc, t, (N + 1) * D * 4) == 0 &&
-        cae_sincos_table(t, (size_t)c->grid, Dd) == 0 &&
-        cae_write(m->ctx, m->pos_dec, t, (N + 1) * Dd * 4) == 0)
-        rc = 0;
-    free(t);
-    return rc;
+    CAE_TRY(cae_pos_table_upload(m->ctx, m->pos_enc, (size_t)c->grid, (size_t)c->embed_dim));
+    return cae_pos_table_upload(m->ctx, m->pos_dec, (size_t)c->grid, (size_t)c->decoder_embed_dim);
 }
 
 int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t batch)
@@ -477,15 +426,9 @@ fail:
 
 static void free_weights(cae_weights *w)
 {
-    free(w->enc);
+    cae_encoder_w_free(&w->enc);
     free(w->reg);
     free(w->dec);
-}
-
-static void free_encoder(cae_encoder_pass *e)
-{
-    free(e->stream);
-    free(e->blocks);
 }
 
 void cae_model_free(cae_model *m)
@@ -493,8 +436,8 @@ void cae_model_free(cae_model *m)
     for (int i = 0; i < m->n_act_mem; i++)
         cae_release(&m->act_mem[i]);
     free(m->act_mem);
-    free_encoder(&m->enc);
-    free_encoder(&m->align);
+    cae_encoder_acts_free(&m->enc.acts);
+    cae_encoder_acts_free(&m->align.acts);
     free(m->rstream);
     free(m->rblocks);
     free(m->dstream);
@@ -548,8 +491,8 @@ int cae_model_set_inputs(cae_model *m, const float *samples, const unsigned char
         cae_errorf("out of host memory");
     else if (split_mask(m, mask, vis, msk) == 0 &&
              cae_write(m->ctx, m->samples, samples, B * 3 * S * S * 4) == 0 &&
-             cae_write(m->ctx, m->enc.idx, vis, B * V * 4) == 0 &&
-             cae_write(m->ctx, m->align.idx, msk, B * M * 4) == 0)
+             cae_write(m->ctx, m->enc.acts.idx, vis, B * V * 4) == 0 &&
+             cae_write(m->ctx, m->align.acts.idx, msk, B * M * 4) == 0)
         rc = 0;
     free(vis);
     free(msk);
@@ -574,57 +517,15 @@ int cae_model_set_batch(cae_model *m, const float *samples, const unsigned char 
 
 /* ---------------------------------------------------------------- drop path */
 
-/* splitmix64: a counter-based generator, so every (seed, step, block,
- * sample) draw is reproducible on its own. */
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-void cae_drop_path_fill(float *s, const int *depths, int n_stacks, size_t B, double drop_path,
-                        uint64_t seed, uint64_t step)
-{
-    size_t k = 0;
-    /* rate rises linearly over each stack's depth, as torch.linspace(0,
-     * drop_path, depth) in the official encoder, regressor and decoder;
-     * layout [stack][block][branch][sample] */
-    for (int stack = 0; stack < n_stacks; stack++) {
-        for (int i = 0; i < depths[stack]; i++) {
-            double rate = depths[stack] > 1 ? drop_path * i / (depths[stack] - 1) : 0.0;
-            for (int branch = 0; branch < 2; branch++) {
-                for (size_t b = 0; b < B; b++, k++) {
-                    uint64_t r = mix(mix(mix(seed) ^ step) ^ (uint64_t)k);
-                    double u = (double)(r >> 11) * (1.0 / 9007199254740992.0);
-                    s[k] = rate <= 0 ? 1.0f : (u < rate ? 0.0f : (float)(1.0 / (1.0 - rate)));
-                }
-            }
-        }
-    }
-}
-
 int cae_model_set_drop_path(cae_model *m, uint64_t seed, uint64_t step)
 {
     const cae_config *c = &m->cfg;
     /* the alignment encoder runs in training mode too (its own draws) */
     int depths[4] = {c->depth, c->regressor_depth, c->decoder_depth, c->depth};
-    size_t n = (size_t)(depths[0] + depths[1] + depths[2] + depths[3]) * 2 * m->B;
-    float *s;
-    int rc;
     m->use_drop_path = c->drop_path > 0;
     if (!m->use_drop_path)
         return 0;
-    s = malloc((n ? n : 1) * sizeof *s);
-    if (!s) {
-        cae_errorf("out of host memory");
-        return -1;
-    }
-    cae_drop_path_fill(s, depths, 4, m->B, c->drop_path, seed, step);
-    rc = cae_write(m->ctx, m->drop_scale, s, n * 4);
-    free(s);
-    return rc;
+    return cae_drop_path_upload(m->ctx, m->drop_scale, depths, 4, m->B, c->drop_path, seed, step);
 }
 
 /* ---------------------------------------------------------------- init */
@@ -636,7 +537,7 @@ typedef struct {
 
 static double uniform01(init_rng *r)
 {
-    r->s = mix(r->s);
+    r->s = cae_mix64(r->s);
     return ((double)(r->s >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
