@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         return 1;
 
     printf("device %s, gemm %s, batch %d at %dx%d, n_hid %d, vocab %d\n", ctx.device_name,
-           ctx.gemm == CAE_GEMM_HOST ? "host" : "clblast", batch, size, size, n_hid, vocab);
+           cae_gemm_backend(&ctx) == CAE_GEMM_HOST ? "host" : "clblast", batch, size, size, n_hid, vocab);
     for (int r = -1; r < reps; r++) {   /* r = -1: warm-up */
         double t0 = now(), t;
         if (cae_dalle_labels(d, (cae_buf){lab_mem, 0}, (cae_buf){view_mem, 0}, (cae_buf){idx_mem, 0}, M) ||

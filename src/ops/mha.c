@@ -15,25 +15,60 @@
 #include "ops/ops.h"
 #include "runtime/gemm.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 /* cl/mha.cl's MHA_MAX_DH */
 #define CAE_MHA_MAX_DH 128
 
-int cae_mha_fused(const cae_ctx *ctx)
+/* ctx->attention, once resolved */
+enum { ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
+
+/* The attention core: GEMMs on CPUs (there the host BLAS beats a
+ * row-per-work-item kernel), the fused kernel elsewhere (it never writes the
+ * [B,H,Nq,Nk] probabilities); CAE_CL_ATTENTION=fused|gemm overrides.
+ * Resolved on a context's first use and kept, so the sizes a plan asked for
+ * and the launches that follow agree. -1 (reported) on another value. */
+static int resolve_core(cae_ctx *ctx)
 {
-    return ctx->attention_fused;
+    const char *sel = getenv("CAE_CL_ATTENTION");
+    if (ctx->attention != 0)
+        return 0;
+    if (!sel || !*sel)
+        ctx->attention = ctx->is_cpu ? ATTENTION_GEMM : ATTENTION_FUSED;
+    else if (strcmp(sel, "fused") == 0)
+        ctx->attention = ATTENTION_FUSED;
+    else if (strcmp(sel, "gemm") == 0)
+        ctx->attention = ATTENTION_GEMM;
+    else {
+        cae_errorf("CAE_CL_ATTENTION='%s': expected 'fused' or 'gemm'", sel);
+        return -1;
+    }
+    return 0;
 }
 
-static int use_fused(const cae_ctx *ctx, const cae_mha_dims *d)
+int cae_mha_fused(cae_ctx *ctx)
 {
-    return ctx->attention_fused && d->dh <= CAE_MHA_MAX_DH;
+    resolve_core(ctx); /* a bad choice sizes for the GEMM core; the launches fail */
+    return ctx->attention == ATTENTION_FUSED;
 }
 
-size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+void cae_mha_set_fused(cae_ctx *ctx, int fused)
+{
+    ctx->attention = fused ? ATTENTION_FUSED : ATTENTION_GEMM;
+}
+
+static int use_fused(cae_ctx *ctx, const cae_mha_dims *d)
+{
+    return cae_mha_fused(ctx) && d->dh <= CAE_MHA_MAX_DH;
+}
+
+size_t cae_mha_saved_elems(cae_ctx *ctx, const cae_mha_dims *d)
 {
     return use_fused(ctx, d) ? d->B * d->H * d->Nq : d->B * d->H * d->Nq * d->Nk;
 }
 
-size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+size_t cae_mha_scratch_elems(cae_ctx *ctx, const cae_mha_dims *d)
 {
     return cae_mha_saved_elems(ctx, d);
 }
@@ -164,6 +199,7 @@ int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf save
 {
     if (empty(d))
         return 0;
+    CAE_TRY(resolve_core(ctx));
     if (use_fused(ctx, d))
         return fused_forward(ctx, d, o, saved, q, k, v);
     return gemm_forward(ctx, d, o, saved, q, k, v);
@@ -175,6 +211,7 @@ int cae_mha_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk
 {
     if (empty(d))
         return 0;
+    CAE_TRY(resolve_core(ctx));
     if (use_fused(ctx, d))
         return fused_backward(ctx, d, dq, dk, dv, scratch, dout, o, saved, q, k, v);
     return gemm_backward(ctx, d, dq, dk, dv, scratch, dout, saved, q, k, v);

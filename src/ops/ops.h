@@ -95,7 +95,8 @@ int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] 
  * probabilities (CPUs: the GEMMs run on the host BLAS), or one fused kernel
  * with an online softmax that keeps only each row's log-sum-exp and
  * recomputes the probabilities in backward (GPUs: no [B,H,Nq,Nk] tensor
- * is written or read). CAE_CL_ATTENTION=fused|gemm overrides the choice. */
+ * is written or read). CAE_CL_ATTENTION=fused|gemm overrides the choice,
+ * made on a context's first use of attention and kept. */
 typedef struct {
     cae_buf buf; /* element (row r, column c) at buf + r*ld + c */
     size_t ld;
@@ -110,11 +111,13 @@ typedef struct {
     float scale;
 } cae_mha_dims;
 /* 1 when this context runs the fused core */
-int cae_mha_fused(const cae_ctx *ctx);
+int cae_mha_fused(cae_ctx *ctx);
+/* Run the fused core (1) or the GEMM core (0) from now on (tests). */
+void cae_mha_set_fused(cae_ctx *ctx, int fused);
 /* floats the forward saves for backward (probabilities or log-sum-exps) and
  * the backward's scratch */
-size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d);
-size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d);
+size_t cae_mha_saved_elems(cae_ctx *ctx, const cae_mha_dims *d);
+size_t cae_mha_scratch_elems(cae_ctx *ctx, const cae_mha_dims *d);
 int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o /* [B*Nq, H*dh] */,
                     cae_buf saved, cae_tok q /* [B*Nq] */, cae_tok k /* [B*Nk] */,
                     cae_tok v /* [B*Nk] */);
