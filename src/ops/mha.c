@@ -125,71 +125,30 @@ static int gemm_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_to
 
 /* ----------------------------------------------------------- fused core */
 
-static int arg_tok(cl_kernel k, cl_uint *a, cae_tok t)
-{
-    CAE_TRY(cae_arg_buf(k, a, t.buf));
-    return cae_arg_ulong(k, a, t.ld);
-}
-
-static int arg_dims(cl_kernel k, cl_uint *a, const cae_mha_dims *d)
-{
-    CAE_TRY(cae_arg_float(k, a, d->scale));
-    CAE_TRY(cae_arg_ulong(k, a, d->B));
-    CAE_TRY(cae_arg_ulong(k, a, d->H));
-    CAE_TRY(cae_arg_ulong(k, a, d->Nq));
-    CAE_TRY(cae_arg_ulong(k, a, d->Nk));
-    return cae_arg_ulong(k, a, d->dh);
-}
+/* A token-layout tensor as a kernel takes it: the buffer, then ld */
+#define TOK(t) CAE_BUF((t).buf), CAE_ULONG((t).ld)
+/* the shape arguments every fused kernel ends with */
+#define DIMS(d) CAE_FLOAT((d)->scale), CAE_ULONG((d)->B), CAE_ULONG((d)->H), CAE_ULONG((d)->Nq), \
+                CAE_ULONG((d)->Nk), CAE_ULONG((d)->dh)
 
 static int fused_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf lse, cae_tok q,
                          cae_tok k, cae_tok v)
 {
-    cl_kernel kn = cae_kernel(ctx, "mha_fused_forward");
-    if (kn == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(arg_tok(kn, &a, o));
-    CAE_TRY(cae_arg_buf(kn, &a, lse));
-    CAE_TRY(arg_tok(kn, &a, q));
-    CAE_TRY(arg_tok(kn, &a, k));
-    CAE_TRY(arg_tok(kn, &a, v));
-    CAE_TRY(arg_dims(kn, &a, d));
-    return cae_launch_1d(ctx, kn, d->B * d->H * d->Nq);
+    return cae_run_1d(ctx, CAE_K_mha_fused_forward, d->B * d->H * d->Nq,
+                      CAE_ARGS(TOK(o), CAE_BUF(lse), TOK(q), TOK(k), TOK(v), DIMS(d)));
 }
 
 static int fused_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
                           cae_buf delta, cae_tok dout, cae_tok o, cae_buf lse, cae_tok q,
                           cae_tok k, cae_tok v)
 {
-    cl_kernel kq = cae_kernel(ctx, "mha_fused_backward_dq");
-    if (kq == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(arg_tok(kq, &a, dq));
-    CAE_TRY(cae_arg_buf(kq, &a, delta));
-    CAE_TRY(arg_tok(kq, &a, dout));
-    CAE_TRY(arg_tok(kq, &a, o));
-    CAE_TRY(cae_arg_buf(kq, &a, lse));
-    CAE_TRY(arg_tok(kq, &a, q));
-    CAE_TRY(arg_tok(kq, &a, k));
-    CAE_TRY(arg_tok(kq, &a, v));
-    CAE_TRY(arg_dims(kq, &a, d));
-    CAE_TRY(cae_launch_1d(ctx, kq, d->B * d->H * d->Nq));
+    CAE_TRY(cae_run_1d(ctx, CAE_K_mha_fused_backward_dq, d->B * d->H * d->Nq,
+                       CAE_ARGS(TOK(dq), CAE_BUF(delta), TOK(dout), TOK(o), CAE_BUF(lse), TOK(q),
+                                TOK(k), TOK(v), DIMS(d))));
     /* in-order queue: delta is written before this kernel reads it */
-    cl_kernel kkv = cae_kernel(ctx, "mha_fused_backward_dkv");
-    if (kkv == NULL)
-        return -1;
-    a = 0;
-    CAE_TRY(arg_tok(kkv, &a, dk));
-    CAE_TRY(arg_tok(kkv, &a, dv));
-    CAE_TRY(cae_arg_buf(kkv, &a, delta));
-    CAE_TRY(arg_tok(kkv, &a, dout));
-    CAE_TRY(cae_arg_buf(kkv, &a, lse));
-    CAE_TRY(arg_tok(kkv, &a, q));
-    CAE_TRY(arg_tok(kkv, &a, k));
-    CAE_TRY(arg_tok(kkv, &a, v));
-    CAE_TRY(arg_dims(kkv, &a, d));
-    return cae_launch_1d(ctx, kkv, d->B * d->H * d->Nk);
+    return cae_run_1d(ctx, CAE_K_mha_fused_backward_dkv, d->B * d->H * d->Nk,
+                      CAE_ARGS(TOK(dk), TOK(dv), CAE_BUF(delta), TOK(dout), CAE_BUF(lse), TOK(q),
+                               TOK(k), TOK(v), DIMS(d)));
 }
 
 /* ------------------------------------------------------------ interface */

@@ -14,6 +14,7 @@
 #define CAE_CTX_H
 
 #include "runtime/errors.h"
+#include "runtime/kernels.h"
 #include "runtime/tune_file.h"
 #include <stddef.h>
 
@@ -33,11 +34,6 @@ static inline cae_buf cae_buf_null(void)
     cae_buf b = {NULL, 0};
     return b;
 }
-
-typedef struct cae_kernel_slot {
-    char name[64];
-    cl_kernel kernel;
-} cae_kernel_slot;
 
 /* One profiled command (kept only while ctx->profiling is set): the event
  * and the kernel's name ("gemm", "gemm_batched", "native" for host BLAS). */
@@ -63,8 +59,7 @@ typedef struct cae_ctx {
     size_t max_work_group;   /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     cl_ulong local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
     cl_program program;
-    cae_kernel_slot *kernels;
-    size_t n_kernels, cap_kernels;
+    cl_kernel kernel[CAE_KERNEL_COUNT]; /* every kernel, made with the program (kernels.h) */
     struct cae_gemm *gemm;   /* NULL until cae_gemm_init; cae_gemm_backend reads it */
     int attention;           /* the attention core: src/ops/mha.c resolves it on first
                               * use and owns its values; 0 until then */

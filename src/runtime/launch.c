@@ -51,6 +51,16 @@ int cae_arg_local(cl_kernel k, cl_uint *index, size_t bytes)
     return set_arg(k, (*index)++, bytes, NULL, "local memory");
 }
 
+int cae_set_args(cl_kernel k, cl_uint *index, const cae_arg *args, size_t n)
+{
+    for (const cae_arg *x = args; x < args + n; x++)
+        CAE_TRY(x->kind == CAE_ARG_IS_BUF     ? cae_arg_buf(k, index, x->v.buf)
+                : x->kind == CAE_ARG_IS_INT   ? cae_arg_int(k, index, x->v.i)
+                : x->kind == CAE_ARG_IS_ULONG ? cae_arg_ulong(k, index, x->v.u)
+                                              : cae_arg_float(k, index, x->v.f));
+    return 0;
+}
+
 int cae_prof_record(cae_ctx *ctx, cl_event ev, const char *name)
 {
     if (ctx->n_prof_events == ctx->cap_prof_events) {
@@ -132,6 +142,27 @@ int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
     CAE_TRY(cae_arg_local(k, &scratch_arg, L * per_item * sizeof(float)));
     size_t global = rows * L;
     return cae_launch(ctx, k, 1, &global, &L);
+}
+
+int cae_run_1d(cae_ctx *ctx, cae_kernel_id id, size_t n, const cae_arg *args, size_t n_args)
+{
+    cl_uint index = 0;
+    if (n == 0)
+        return 0;
+    CAE_TRY(cae_set_args(ctx->kernel[id], &index, args, n_args));
+    return cae_launch_1d(ctx, ctx->kernel[id], n);
+}
+
+int cae_run_rows(cae_ctx *ctx, cae_kernel_id item, cae_kernel_id group, size_t rows,
+                 size_t per_item, const cae_arg *args, size_t n_args)
+{
+    cl_uint index = 0;
+    if (rows == 0)
+        return 0;
+    if (ctx->row_group == 0)
+        return cae_run_1d(ctx, item, rows, args, n_args);
+    CAE_TRY(cae_set_args(ctx->kernel[group], &index, args, n_args));
+    return cae_launch_rows(ctx, ctx->kernel[group], index, rows, per_item);
 }
 
 int cae_finish(cae_ctx *ctx)

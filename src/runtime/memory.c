@@ -4,7 +4,6 @@
 #include "runtime/memory.h"
 
 #include "runtime/launch.h"
-#include "runtime/program.h"
 
 /* The live contexts, so cae_release (which gets only the cl_mem) can find
  * the cae_ctx whose memory total to lower. Device buffers are created and
@@ -91,14 +90,8 @@ int cae_read(cae_ctx *ctx, void *dst, cae_buf src, size_t bytes)
 
 int cae_fill_float(cae_ctx *ctx, cae_buf dst, float value, size_t n)
 {
-    cl_kernel k = cae_kernel(ctx, "fill_float");
-    cl_uint a = 0;
-    if (!k)
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dst));
-    CAE_TRY(cae_arg_float(k, &a, value));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_run_1d(ctx, CAE_K_fill_float, n,
+                      CAE_ARGS(CAE_BUF(dst), CAE_FLOAT(value), CAE_ULONG(n)));
 }
 
 int cae_fill_zero(cae_ctx *ctx, cae_buf dst, size_t n)
@@ -108,12 +101,5 @@ int cae_fill_zero(cae_ctx *ctx, cae_buf dst, size_t n)
 
 int cae_copy(cae_ctx *ctx, cae_buf dst, cae_buf src, size_t n)
 {
-    cl_kernel k = cae_kernel(ctx, "copy_float");
-    cl_uint a = 0;
-    if (!k)
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dst));
-    CAE_TRY(cae_arg_buf(k, &a, src));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_run_1d(ctx, CAE_K_copy_float, n, CAE_ARGS(CAE_BUF(dst), CAE_BUF(src), CAE_ULONG(n)));
 }

@@ -13,6 +13,13 @@
 /* No fast-math: training must see NaN and Inf. */
 static const char base_build_options[] = "-cl-std=CL1.2";
 
+/* CAE_KERNELS' names, by id */
+static const char *const kernel_names[CAE_KERNEL_COUNT] = {
+#define CAE_KERNEL_NAME(name) #name,
+    CAE_KERNELS(CAE_KERNEL_NAME)
+#undef CAE_KERNEL_NAME
+};
+
 static void print_build_log(cae_ctx *ctx, cl_program program)
 {
     size_t size = 0;
@@ -91,7 +98,7 @@ static int try_cached_binary(cae_ctx *ctx, const cae_kernel_cache *kc)
     return 0;
 }
 
-int cae_program_build(cae_ctx *ctx)
+static int build_program(cae_ctx *ctx)
 {
     const char *dir = getenv("CAE_CL_KERNEL_DIR");
     const char **texts = calloc(cae_cl_n_sources, sizeof *texts);
@@ -133,6 +140,34 @@ out:
     return rc;
 }
 
+/* Every kernel kernels.h lists, once the program holds exactly those. */
+static int create_kernels(cae_ctx *ctx)
+{
+    size_t n = 0;
+    cl_int err;
+    CL_CHECK(clGetProgramInfo(ctx->program, CL_PROGRAM_NUM_KERNELS, sizeof n, &n, NULL));
+    if (n != CAE_KERNEL_COUNT) {
+        cae_errorf("cl/ holds %zu kernels but src/runtime/kernels.h lists %d: list each once",
+                   n, (int)CAE_KERNEL_COUNT);
+        return -1;
+    }
+    for (size_t i = 0; i < CAE_KERNEL_COUNT; i++) {
+        ctx->kernel[i] = clCreateKernel(ctx->program, kernel_names[i], &err);
+        if (err != CL_SUCCESS) {
+            ctx->kernel[i] = NULL;
+            cae_errorf("clCreateKernel(\"%s\") failed: %s", kernel_names[i], cae_cl_error_name(err));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cae_program_build(cae_ctx *ctx)
+{
+    CAE_TRY(build_program(ctx));
+    return create_kernels(ctx);
+}
+
 /* The tuned parameters: imposed when given, else the device's tuning file
  * (a refused file has warned and counts as none). Sets the build options and
  * the 1-D work-group size; CLBlast's share is applied by cae_gemm_init. */
@@ -159,11 +194,10 @@ void cae_program_tune(cae_ctx *ctx, const cae_tune *imposed)
 
 void cae_program_free(cae_ctx *ctx)
 {
-    for (size_t i = 0; i < ctx->n_kernels; i++)
-        clReleaseKernel(ctx->kernels[i].kernel);
-    free(ctx->kernels);
-    ctx->kernels = NULL;
-    ctx->n_kernels = ctx->cap_kernels = 0;
+    for (size_t i = 0; i < CAE_KERNEL_COUNT; i++)
+        if (ctx->kernel[i])
+            clReleaseKernel(ctx->kernel[i]);
+    memset(ctx->kernel, 0, sizeof ctx->kernel);
     if (ctx->program)
         clReleaseProgram(ctx->program);
     ctx->program = NULL;
@@ -171,32 +205,9 @@ void cae_program_free(cae_ctx *ctx)
 
 cl_kernel cae_kernel(cae_ctx *ctx, const char *name)
 {
-    cl_int err;
-    cl_kernel k;
-    for (size_t i = 0; i < ctx->n_kernels; i++)
-        if (strcmp(ctx->kernels[i].name, name) == 0)
-            return ctx->kernels[i].kernel;
-    if (strlen(name) >= sizeof ctx->kernels[0].name) {
-        cae_errorf("kernel name too long: %s", name);
-        return NULL;
-    }
-    k = clCreateKernel(ctx->program, name, &err);
-    if (err != CL_SUCCESS) {
-        cae_errorf("clCreateKernel(\"%s\") failed: %s", name, cae_cl_error_name(err));
-        return NULL;
-    }
-    if (ctx->n_kernels == ctx->cap_kernels) {
-        size_t cap = ctx->cap_kernels ? 2 * ctx->cap_kernels : 32;
-        cae_kernel_slot *grown = realloc(ctx->kernels, cap * sizeof *grown);
-        if (!grown) {
-            clReleaseKernel(k);
-            cae_errorf("out of host memory");
-            return NULL;
-        }
-        ctx->kernels = grown;
-        ctx->cap_kernels = cap;
-    }
-    strcpy(ctx->kernels[ctx->n_kernels].name, name);
-    ctx->kernels[ctx->n_kernels++].kernel = k;
-    return k;
+    for (size_t i = 0; i < CAE_KERNEL_COUNT; i++)
+        if (strcmp(kernel_names[i], name) == 0)
+            return ctx->kernel[i];
+    cae_errorf("no kernel named %s in src/runtime/kernels.h", name);
+    return NULL;
 }

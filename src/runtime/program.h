@@ -14,12 +14,14 @@
  * tuning file) and set ctx->tune, tune_file, build_options and launch_wg.
  * Runs before cae_program_build. */
 void cae_program_tune(cae_ctx *ctx, const cae_tune *imposed);
-/* Build the program for ctx's device (or load its cached binary). */
+/* Build the program for ctx's device (or load its cached binary) and
+ * create every kernel of kernels.h in ctx->kernel. */
 int cae_program_build(cae_ctx *ctx);
 /* Release the kernels and the program. */
 void cae_program_free(cae_ctx *ctx);
 
-/* The kernel of this name from the program; NULL (reported) if missing. */
+/* The kernel of this name (a search: for tests and tools; the library
+ * uses ctx->kernel[id]); NULL (reported) if kernels.h lists none. */
 cl_kernel cae_kernel(cae_ctx *ctx, const char *name);
 
 #endif
