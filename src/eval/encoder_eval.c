@@ -42,11 +42,13 @@ int cae_patch_embed_forward(cae_ctx *ctx, const cae_config *cfg, const cae_patch
     size_t P = (size_t)cfg->patch_size, S = (size_t)cfg->input_size;
     CAE_TRY(cae_patchify(ctx, b->patches, b->samples, b->idx, n, N, S, P));
     CAE_TRY(cae_linear_forward(ctx, b->emb, b->patches, patch_w, patch_b, n * N, 3 * P * P, D));
-    CAE_TRY(cae_gather_rows(ctx, b->emb, cae_buf_at(b->pos, D), 0, b->idx, n, N, D, 1));
+    CAE_TRY(cae_gather_rows(ctx, b->emb, cae_buf_at(b->pos, D), 0, b->idx, n, N, D,
+                            CAE_ACCUMULATE));
     /* tokens = [cls, patches]; the cls position embedding is zero */
     CAE_TRY(cae_broadcast_row(ctx, b->cls_rows, cls_token, n, D));
-    CAE_TRY(cae_copy_blocks(ctx, stream, (N + 1) * D, b->cls_rows, D, n, D, 0));
-    return cae_copy_blocks(ctx, cae_buf_at(stream, D), (N + 1) * D, b->emb, N * D, n, N * D, 0);
+    CAE_TRY(cae_copy_blocks(ctx, stream, (N + 1) * D, b->cls_rows, D, n, D, CAE_OVERWRITE));
+    return cae_copy_blocks(ctx, cae_buf_at(stream, D), (N + 1) * D, b->emb, N * D, n, N * D,
+                           CAE_OVERWRITE);
 }
 
 static cae_patch_embed_bufs embed_bufs(const cae_encoder_eval *e)
@@ -272,7 +274,7 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
     if (pool == CAE_POOL_TOKENS)
         return cae_read(ctx, features, e->out, n * (N + 1) * D * 4);
     if (pool == CAE_POOL_CLS) {
-        CAE_TRY(cae_copy_blocks(ctx, e->pooled, D, e->out, (N + 1) * D, n, D, 0));
+        CAE_TRY(cae_copy_blocks(ctx, e->pooled, D, e->out, (N + 1) * D, n, D, CAE_OVERWRITE));
     } else {
         /* mean of the patch tokens: a colsum per image, then a scale */
         CAE_TRY(cae_fill_zero(ctx, e->pooled, n * D));

@@ -388,9 +388,10 @@ static int backward(cae_ft_model *m)
 
     CAE_TRY(cae_arena_zero(ctx, &m->table, &m->grads));
     CAE_TRY(cae_linear_backward(ctx, m->dnormed, m->G.head.w, m->G.head.b, m->dlogits, m->normed,
-                                m->W.head.w, B, D, K, 0));
+                                m->W.head.w, B, D, K, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, m->dpooled, m->G.fc_norm.w, m->G.fc_norm.b, m->dnormed,
-                                   m->pooled, m->W.fc_norm.w, m->norm_mean, m->norm_rstd, B, D, 0));
+                                   m->pooled, m->W.fc_norm.w, m->norm_mean, m->norm_rstd, B, D,
+                                   CAE_OVERWRITE));
     CAE_TRY(cae_mean_pool_backward(ctx, m->gstream, m->dpooled, B, N, D));
     for (int i = c->depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
@@ -399,13 +400,13 @@ static int backward(cae_ft_model *m)
                                    m->stream[i], &dims, d1, d2, &m->s));
     }
     /* cls token: row 0 of every sample */
-    CAE_TRY(cae_copy_blocks(ctx, m->s.d1, D, m->gstream, (N + 1) * D, B, D, 0));
+    CAE_TRY(cae_copy_blocks(ctx, m->s.d1, D, m->gstream, (N + 1) * D, B, D, CAE_OVERWRITE));
     CAE_TRY(cae_colsum_add(ctx, m->G.cls_token, m->s.d1, B, D));
     /* patch embedding (positions are fixed) */
     CAE_TRY(cae_copy_blocks(ctx, m->s.d2, N * D, cae_buf_at(m->gstream, D), (N + 1) * D, B, N * D,
-                            0));
+                            CAE_OVERWRITE));
     return cae_linear_backward(ctx, cae_buf_null(), m->G.patch_w, m->G.patch_b, m->s.d2,
-                               m->patches, m->W.patch_w, B * N, 3 * P * P, D, 0);
+                               m->patches, m->W.patch_w, B * N, 3 * P * P, D, CAE_OVERWRITE);
 }
 
 int cae_ft_train_step(cae_ft_model *m, const float *images, const float *targets,

@@ -27,14 +27,14 @@ int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
                         cae_buf dw /* [O,I] */, cae_buf db /* [O] */,
                         cae_buf dy /* [T,O] */, cae_buf x /* [T,I] */,
                         cae_buf w /* [O,I] */, size_t T, size_t I, size_t O,
-                        int accumulate)
+                        cae_accum accumulate)
 {
     if (T == 0 || O == 0)
         return 0;
     /* dx[T,I] = (or +=) dy[T,O] * W[O,I] */
     if (dx.mem != NULL)
         CAE_TRY(cae_gemm(ctx, 0, 0, T, I, O, 1.0f, dy, O, w, I,
-                         accumulate ? 1.0f : 0.0f, dx, I));
+                         accumulate != CAE_OVERWRITE ? 1.0f : 0.0f, dx, I));
     /* dW[O,I] += dy[T,O]^T * x[T,I] */
     CAE_TRY(cae_gemm(ctx, 1, 0, O, I, T, 1.0f, dy, O, x, I, 1.0f, dw, I));
     if (db.mem != NULL)

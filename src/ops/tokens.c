@@ -12,7 +12,7 @@
 int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */,
                     cae_buf src /* [B*src_rows, C] or [rows, C] */,
                     size_t src_rows, cae_buf idx /* int [B,J] */, size_t B,
-                    size_t J, size_t C, int accumulate)
+                    size_t J, size_t C, cae_accum accumulate)
 {
     const size_t total = B * J * C;
 
@@ -21,7 +21,7 @@ int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */,
     return cae_run_1d(ctx, CAE_K_tokens_gather, total,
                       CAE_ARGS(CAE_BUF(out), CAE_BUF(src), CAE_BUF(idx), CAE_ULONG(src_rows),
                                CAE_ULONG(J), CAE_ULONG(C), CAE_ULONG(total),
-                               CAE_INT(accumulate != 0)));
+                               CAE_INT(accumulate != CAE_OVERWRITE)));
 }
 
 int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc /* [B*src_rows, C] */,
@@ -45,7 +45,7 @@ int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc /* [B*src_rows, C] */,
 
 int cae_copy_blocks(cae_ctx *ctx, cae_buf dst /* [B, dst_stride] */,
                     size_t dst_stride, cae_buf src /* [B, src_stride] */,
-                    size_t src_stride, size_t B, size_t n, int accumulate)
+                    size_t src_stride, size_t B, size_t n, cae_accum accumulate)
 {
     const size_t total = B * n;
 
@@ -59,7 +59,7 @@ int cae_copy_blocks(cae_ctx *ctx, cae_buf dst /* [B, dst_stride] */,
     return cae_run_1d(ctx, CAE_K_tokens_copy_blocks, total,
                       CAE_ARGS(CAE_BUF(dst), CAE_ULONG(dst_stride), CAE_BUF(src),
                                CAE_ULONG(src_stride), CAE_ULONG(n), CAE_ULONG(total),
-                               CAE_INT(accumulate != 0)));
+                               CAE_INT(accumulate != CAE_OVERWRITE)));
 }
 
 int cae_broadcast_row(cae_ctx *ctx, cae_buf out /* [R,C] */,
