@@ -5,12 +5,18 @@
  */
 #include "ops/ops.h"
 
+/* work-items for n elements: each takes CAE_GELU_WIDTH consecutive ones */
+static size_t items(size_t n)
+{
+    return (n + CAE_GELU_WIDTH - 1) / CAE_GELU_WIDTH;
+}
+
 int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
                      size_t n)
 {
     if (n == 0)
         return 0;
-    return cae_run_1d(ctx, CAE_K_gelu_forward, (n + 15) / 16, /* 16 elements per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_forward, items(n),
                       CAE_ARGS(CAE_BUF(y), CAE_BUF(x), CAE_ULONG(n)));
 }
 
@@ -19,7 +25,7 @@ int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
 {
     if (n == 0)
         return 0;
-    return cae_run_1d(ctx, CAE_K_gelu_backward, (n + 15) / 16, /* 16 elements per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_backward, items(n),
                       CAE_ARGS(CAE_BUF(dx), CAE_BUF(dy), CAE_BUF(x), CAE_ULONG(n)));
 }
 
@@ -30,6 +36,6 @@ int cae_gelu_bias_forward(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf x /* [T,C
         return 0;
     if (b.mem == NULL)
         return cae_gelu_forward(ctx, y, x, T * C);
-    return cae_run_1d(ctx, CAE_K_gelu_bias_forward, (T * C + 15) / 16, /* 16 per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_bias_forward, items(T * C),
                       CAE_ARGS(CAE_BUF(y), CAE_BUF(x), CAE_BUF(b), CAE_ULONG(T * C), CAE_ULONG(C)));
 }

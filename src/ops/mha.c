@@ -18,9 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* cl/mha.cl's MHA_MAX_DH */
-#define CAE_MHA_MAX_DH 128
-
 /* ctx->attention, once resolved */
 enum { ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
 

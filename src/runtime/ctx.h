@@ -80,7 +80,7 @@ typedef struct cae_ctx {
     cae_tune tune;
     char tune_file[4096];
     size_t launch_wg;        /* cae_launch_1d's local size (default 64) */
-    char build_options[512]; /* the program's build options, -D tunables included */
+    char build_options[512]; /* the program's build options, -D limits and tunables included */
 } cae_ctx;
 
 #endif

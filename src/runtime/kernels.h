@@ -5,6 +5,12 @@
  * launch ctx->kernel[CAE_K_name]: no lookup by name on any launch. The
  * build checks that the program holds exactly these kernels, so adding a
  * __kernel to cl/ without listing it here fails loudly.
+ *
+ * CAE_KERNEL_LIMITS holds the constants that host code and cl/ must agree
+ * on, defined here once: the host uses CAE_<name>, and the program gets
+ * -D<name>=<value> among its build options (so they are part of the binary
+ * cache's key too). The .cl files have no defaults for them: a build without
+ * the option stops at an #error.
  */
 #ifndef CAE_KERNELS_H
 #define CAE_KERNELS_H
@@ -42,6 +48,20 @@
     X(batchnorm_forward_train) X(batchnorm_forward_eval) X(batchnorm_backward) \
     /* finetune.cl */                                                         \
     X(finetune_mean_pool) X(finetune_mean_pool_backward) X(finetune_soft_ce)
+
+#define CAE_KERNEL_LIMITS(X)                                                  \
+    X(MHA_MAX_DH, 128) /* the widest head the fused attention holds (mha.cl) */ \
+    X(GELU_WIDTH, 16)  /* elements per GELU work-item: one float16 (gelu.cl) */
+
+enum {
+#define CAE_KERNEL_LIMIT(name, value) CAE_##name = value,
+    CAE_KERNEL_LIMITS(CAE_KERNEL_LIMIT)
+#undef CAE_KERNEL_LIMIT
+};
+
+/* " -DMHA_MAX_DH=128 -DGELU_WIDTH=16": the limits as build options */
+#define CAE_KERNEL_LIMIT_OPTION(name, value) " -D" #name "=" #value
+#define CAE_KERNEL_LIMIT_OPTIONS CAE_KERNEL_LIMITS(CAE_KERNEL_LIMIT_OPTION)
 
 typedef enum {
 #define CAE_KERNEL_ID(name) CAE_K_##name,

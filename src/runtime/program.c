@@ -1,6 +1,7 @@
 /* program.c: the one program built from every file in cl/: its build
- * options (the tuned -D defines), its build (or its binary from the on-disk
- * cache, keyed by sources, options, device and driver) and its kernels. */
+ * options (the limits of kernels.h and the tuned -D defines), its build (or
+ * its binary from the on-disk cache, keyed by sources, options, device and
+ * driver) and its kernels, all created at once (kernels.h). */
 #include "runtime/program.h"
 
 #include "runtime/cl_sources.h"
@@ -10,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* No fast-math: training must see NaN and Inf. */
-static const char base_build_options[] = "-cl-std=CL1.2";
+/* No fast-math: training must see NaN and Inf. The limits host and
+ * kernels share come next, then the tuned defines (cae_program_tune). */
+static const char base_build_options[] = "-cl-std=CL1.2" CAE_KERNEL_LIMIT_OPTIONS;
 
 /* CAE_KERNELS' names, by id */
 static const char *const kernel_names[CAE_KERNEL_COUNT] = {

@@ -2,8 +2,9 @@
  *
  * The sources are embedded at build time (cl_sources.c); CAE_CL_KERNEL_DIR
  * reads them from that folder instead (development). The build options are
- * the base options plus the tuned -D defines (tune_file.h), and they are
- * part of the binary cache's key (kernel_cache.h).
+ * the base options, the limits host and kernels share (kernels.h) and the
+ * tuned -D defines (tune_file.h); they are part of the binary cache's key
+ * (kernel_cache.h).
  */
 #ifndef CAE_PROGRAM_H
 #define CAE_PROGRAM_H
