@@ -10,7 +10,13 @@
 #ifndef GELU_VEC
 #define GELU_VEC 1
 #endif
-#define GELU_WIDTH 16
+/* Set by the host (src/runtime/kernels.h), which sizes the launches by it;
+ * the vector path reads exactly one float16. */
+#ifndef GELU_WIDTH
+#error "GELU_WIDTH: build with -DGELU_WIDTH (src/runtime/kernels.h)"
+#elif GELU_WIDTH != 16
+#error "GELU_WIDTH must be 16: gelu.cl's vector path is float16"
+#endif
 
 /* y = x * Phi(x), Phi(x) = 0.5 * (1 + erf(x / sqrt(2))) */
 __kernel void gelu_forward(__global float *y, const ulong y_off,

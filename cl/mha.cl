@@ -8,9 +8,9 @@
  * probability p_ij = exp(scale q_i.k_j - lse_i); no [Nq,Nk] matrix exists. */
 
 /* the largest head width the private accumulators hold; the host falls
- * back to the GEMM core above it */
+ * back to the GEMM core above it. Set by the host (src/runtime/kernels.h). */
 #ifndef MHA_MAX_DH
-#define MHA_MAX_DH 128
+#error "MHA_MAX_DH: build with -DMHA_MAX_DH (src/runtime/kernels.h)"
 #endif
 
 __kernel void mha_fused_forward(__global float *o, const ulong o_off, const ulong ldo,

@@ -195,8 +195,8 @@ static int time_labels(const flags *f, cae_ctx *ctx, cae_dalle *d, const inputs 
 {
     double best = INFINITY, sum = 0;
     printf("device %s, gemm %s, batch %d at %dx%d, n_hid %d, vocab %d\n", ctx->device_name,
-           ctx->gemm == CAE_GEMM_HOST ? "host" : "clblast", f->batch, f->size, f->size, f->n_hid,
-           f->vocab);
+           cae_gemm_backend(ctx) == CAE_GEMM_HOST ? "host" : "clblast", f->batch, f->size, f->size,
+           f->n_hid, f->vocab);
     for (int r = -1; r < f->reps; r++) { /* r = -1: warm-up */
         double t0 = now(), t;
         if (labels(d, in) || cae_finish(ctx))

@@ -123,7 +123,7 @@ static int measure_peak(bench *b)
     }
     b->peak_gflops = 2.0 * (double)n * (double)n * (double)n / (best * 1e-3) * 1e-9;
     printf("peak: %.1f GFLOP/s (%s GEMM %zu^3, best of 4)\n", b->peak_gflops,
-           ctx->gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", n);
+           cae_gemm_backend(ctx) == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", n);
     rc = 0;
 out:
     for (int i = 0; i < 3; i++)
@@ -150,7 +150,7 @@ static int setup(bench *b)
     b->ctx.profiling = 0; /* the queue can profile; events only in the profiled steps */
     cae_config_describe(&a->model, desc, sizeof desc);
     printf("device: %s (%s), GEMM: %s\nmodel: %s\nbatch: %d, %s\n", b->ctx.device_name,
-           b->ctx.platform_name, b->ctx.gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc,
+           b->ctx.platform_name, cae_gemm_backend(&b->ctx) == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc,
            a->batch_size, a->synthetic ? "synthetic (random images, block masks, token labels)"
                                        : a->model.pixel_target ? "real data, pixel target"
                                                                : "real data, DALL-E tokenizer");
@@ -281,7 +281,7 @@ static int write_json(const bench *b, const char *path, const spread *s, double 
     }
     cae_config_describe(&b->a.model, desc, sizeof desc);
     json_object_set_new(o, "device", json_string(b->ctx.device_name));
-    json_object_set_new(o, "gemm", json_string(b->ctx.gemm == CAE_GEMM_HOST ? "host" : "clblast"));
+    json_object_set_new(o, "gemm", json_string(cae_gemm_backend(&b->ctx) == CAE_GEMM_HOST ? "host" : "clblast"));
     json_object_set_new(o, "model", json_string(desc));
     json_object_set_new(o, "synthetic", json_boolean(b->a.synthetic));
     json_object_set_new(o, "batch_size", json_integer(b->a.batch_size));

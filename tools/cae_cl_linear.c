@@ -121,7 +121,7 @@ static int head_step(void *self, const float *feat, const int32_t *labels, doubl
     CAE_TRY(cae_fill_zero(ctx, h->dw, K * D + K));
     /* no gradient flows further back: nothing before the BN trains */
     CAE_TRY(cae_linear_backward(ctx, cae_buf_null(), h->dw, h->db, h->dlogits, h->y, h->hw, B,
-                                D, K, 0));
+                                D, K, CAE_OVERWRITE));
     CAE_TRY(cae_read(ctx, h->gw, h->dw, K * D * 4));
     CAE_TRY(cae_read(ctx, h->gb, h->db, K * 4));
     CAE_TRY(cae_probe_mean(h->p, h->gw, K * D));

@@ -45,7 +45,7 @@ static int run(const cae_args *a)
         return 1;
     cae_config_describe(&cfg, desc, sizeof desc);
     printf("device: %s (%s), GEMM: %s\nmodel: %s\nbatch: %zu\n", ctx.device_name,
-           ctx.platform_name, ctx.gemm == CAE_GEMM_HOST ? "host BLAS (native kernel)" : "CLBlast",
+           ctx.platform_name, cae_gemm_backend(&ctx) == CAE_GEMM_HOST ? "host BLAS (native kernel)" : "CLBlast",
            desc, batch);
     if (cae_model_init(&m, &ctx, &cfg, batch) != 0)
         goto out_ctx;

@@ -220,7 +220,7 @@ static int setup(trainer *t)
         CAE_TRY(cae_dist_device_table(&t->dist, &t->ctx));
     if (t->dist.rank == 0)
         printf("device: %s (%s), GEMM: %s\nmodel: %s\n", t->ctx.device_name, t->ctx.platform_name,
-               t->ctx.gemm == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc);
+               cae_gemm_backend(&t->ctx) == CAE_GEMM_HOST ? "host BLAS" : "CLBlast", desc);
     CAE_TRY(cae_model_init(&t->model, &t->ctx, &a->model, (size_t)a->batch_size));
     t->have_model = 1;
     CAE_TRY(cae_model_init_weights(&t->model, (uint64_t)a->seed));

@@ -525,7 +525,8 @@ static double time_kernels(cae_ctx *ctx, const kernel_sizes *z)
             goto out;
         t0 = cae_now_ms();
         if (cae_layernorm_forward(ctx, y, stat, stat2, x, w, b, z->T, z->C) != 0 ||
-            cae_layernorm_backward(ctx, dx, dw, db, dy, x, w, stat, stat2, z->T, z->C, 0) != 0 ||
+            cae_layernorm_backward(ctx, dx, dw, db, dy, x, w, stat, stat2, z->T, z->C,
+                                   CAE_OVERWRITE) != 0 ||
             cae_gelu_forward(ctx, y, x, z->n_gelu) != 0 ||
             cae_gelu_backward(ctx, dx, dy, x, z->n_gelu) != 0 ||
             cae_softmax_forward(ctx, y, x, z->R, z->K) != 0 ||

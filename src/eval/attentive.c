@@ -265,30 +265,34 @@ static int block_backward(cae_attentive *a)
     size_t B = a->B, T = a->T, D = a->D, BT = B * T;
     cae_mha_dims md = attn_dims(a, B);
     CAE_TRY(cae_linear_backward(ctx, a->dmerged, pv(a, G, CAE_ATT_PROJ_W), pv(a, G, CAE_ATT_PROJ_B),
-                                a->df, a->merged, pv(a, P, CAE_ATT_PROJ_W), B, D, D, 0));
+                                a->df, a->merged, pv(a, P, CAE_ATT_PROJ_W), B, D, D,
+                                CAE_OVERWRITE));
     CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(a->dqp, D), cae_tok_of(a->dkp, D),
                              cae_tok_of(a->dvp, D), a->dp, cae_tok_of(a->dmerged, D),
                              cae_tok_of(a->merged, D), a->prob, cae_tok_of(a->qp, D),
                              cae_tok_of(a->kp, D), cae_tok_of(a->vp, D)));
     /* the query path, down to the one query token (summed over the batch) */
     CAE_TRY(cae_linear_backward(ctx, a->dlnq, pv(a, G, CAE_ATT_Q_W), pv(a, G, CAE_ATT_Q_BIAS),
-                                a->dqp, a->lnq, pv(a, P, CAE_ATT_Q_W), B, D, D, 0));
+                                a->dqp, a->lnq, pv(a, P, CAE_ATT_Q_W), B, D, D, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, a->dq_in, pv(a, G, CAE_ATT_NORM_Q_W),
                                    pv(a, G, CAE_ATT_NORM_Q_B), a->dlnq, a->q_in,
-                                   pv(a, P, CAE_ATT_NORM_Q_W), a->lnq_mean, a->lnq_rstd, B, D, 0));
+                                   pv(a, P, CAE_ATT_NORM_Q_W), a->lnq_mean, a->lnq_rstd, B, D,
+                                   CAE_OVERWRITE));
     CAE_TRY(cae_colsum_add(ctx, pv(a, G, CAE_ATT_QUERY), a->dq_in, B, D));
     /* keys; d(x) goes to scratch, the LayerNorm parameters' gradients are what counts */
     CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_K_W), cae_buf_null(), a->dkp, a->lnk,
-                                pv(a, P, CAE_ATT_K_W), BT, D, D, 0));
+                                pv(a, P, CAE_ATT_K_W), BT, D, D, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, a->dxs, pv(a, G, CAE_ATT_NORM_K_W),
                                    pv(a, G, CAE_ATT_NORM_K_B), a->dln, a->x,
-                                   pv(a, P, CAE_ATT_NORM_K_W), a->lnk_mean, a->lnk_rstd, BT, D, 0));
+                                   pv(a, P, CAE_ATT_NORM_K_W), a->lnk_mean, a->lnk_rstd, BT, D,
+                                   CAE_OVERWRITE));
     /* values */
     CAE_TRY(cae_linear_backward(ctx, a->dln, pv(a, G, CAE_ATT_V_W), pv(a, G, CAE_ATT_V_BIAS), a->dvp,
-                                a->lnv, pv(a, P, CAE_ATT_V_W), BT, D, D, 0));
+                                a->lnv, pv(a, P, CAE_ATT_V_W), BT, D, D, CAE_OVERWRITE));
     return cae_layernorm_backward(ctx, a->dxs, pv(a, G, CAE_ATT_NORM_V_W),
                                   pv(a, G, CAE_ATT_NORM_V_B), a->dln, a->x,
-                                  pv(a, P, CAE_ATT_NORM_V_W), a->lnv_mean, a->lnv_rstd, BT, D, 0);
+                                  pv(a, P, CAE_ATT_NORM_V_W), a->lnv_mean, a->lnv_rstd, BT, D,
+                                  CAE_OVERWRITE);
 }
 
 int cae_attentive_train_step(cae_attentive *a, const float *x, const int32_t *labels, float *grads,
@@ -309,7 +313,8 @@ int cae_attentive_train_step(cae_attentive *a, const float *x, const int32_t *la
                               (float)(1.0 / (double)B), B, K));
     CAE_TRY(cae_fill_zero(ctx, G, a->n_params));
     CAE_TRY(cae_linear_backward(ctx, a->dy, pv(a, G, CAE_ATT_HEAD_W), pv(a, G, CAE_ATT_HEAD_B),
-                                a->dlogits, a->y, pv(a, P, CAE_ATT_HEAD_W), B, D, K, 0));
+                                a->dlogits, a->y, pv(a, P, CAE_ATT_HEAD_W), B, D, K,
+                                CAE_OVERWRITE));
     CAE_TRY(cae_batchnorm_backward(ctx, a->df, a->dy, a->f, a->bn_mean, a->bn_rstd, B, D));
     CAE_TRY(block_backward(a));
     CAE_TRY(cae_read(ctx, a->host_loss, a->row_loss, B * 4));

@@ -203,7 +203,7 @@ int cae_encoder_eval_forward(cae_encoder_eval *e, const float *images, size_t n,
     if (pool == CAE_POOL_TOKENS)
         return cae_read(ctx, features, e->out, n * (N + 1) * D * 4);
     if (pool == CAE_POOL_CLS) {
-        CAE_TRY(cae_copy_blocks(ctx, e->pooled, D, e->out, (N + 1) * D, n, D, 0));
+        CAE_TRY(cae_copy_blocks(ctx, e->pooled, D, e->out, (N + 1) * D, n, D, CAE_OVERWRITE));
     } else {
         /* mean of the patch tokens: a colsum per image, then a scale */
         CAE_TRY(cae_fill_zero(ctx, e->pooled, n * D));

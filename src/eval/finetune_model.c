@@ -322,9 +322,10 @@ static int backward(cae_ft_model *m)
 
     CAE_TRY(cae_arena_zero(ctx, &m->table, &m->grads));
     CAE_TRY(cae_linear_backward(ctx, m->dnormed, m->G.head.w, m->G.head.b, m->dlogits, m->normed,
-                                m->W.head.w, B, D, K, 0));
+                                m->W.head.w, B, D, K, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, m->dpooled, m->G.fc_norm.w, m->G.fc_norm.b, m->dnormed,
-                                   m->pooled, m->W.fc_norm.w, m->norm_mean, m->norm_rstd, B, D, 0));
+                                   m->pooled, m->W.fc_norm.w, m->norm_mean, m->norm_rstd, B, D,
+                                   CAE_OVERWRITE));
     CAE_TRY(cae_mean_pool_backward(ctx, m->gstream, m->dpooled, B, N, D));
     return cae_encoder_backward(ctx, &m->G.enc, m->gstream, &m->enc, &m->W.enc, drops(m, 1),
                                 &m->s, c, B, NULL);

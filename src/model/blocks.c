@@ -78,16 +78,16 @@ int cae_block_backward(cae_ctx *ctx, const cae_block_w *w, const cae_block_w *g,
     /* MLP branch: dx is d(out) */
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma2, dx, a->mlp, w->gamma2, drop2, T, C, d->N));
     CAE_TRY(cae_linear_backward(ctx, s->dhidden, g->fc2.w, g->fc2.b, s->d1, a->h_act, w->fc2.w, T,
-                                hid, C, 0));
+                                hid, C, CAE_OVERWRITE));
     CAE_TRY(cae_gelu_backward(ctx, s->dhidden2, s->dhidden, a->h_pre, T * hid));
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->fc1.w, g->fc1.b, s->dhidden2, a->ln2, w->fc1.w, T, C,
-                                hid, 0));
+                                hid, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, dx, g->norm2.w, g->norm2.b, s->d2, a->x_mid, w->norm2.w,
-                                   a->ln2_mean, a->ln2_rstd, T, C, 1));
+                                   a->ln2_mean, a->ln2_rstd, T, C, CAE_ACCUMULATE));
     /* attention branch: dx is d(x_mid) */
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma1, dx, a->attn, w->gamma1, drop1, T, C, d->N));
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->proj.w, g->proj.b, s->d1, a->merged, w->proj.w, T, C,
-                                C, 0));
+                                C, CAE_OVERWRITE));
     /* d(merged) in d2 -> dq, dk, dv straight into the column blocks of dqkv */
     CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(s->dqkv, 3 * C),
                              cae_tok_of(cae_buf_at(s->dqkv, C), 3 * C),
@@ -100,9 +100,9 @@ int cae_block_backward(cae_ctx *ctx, const cae_block_w *w, const cae_block_w *g,
     if (g->v_bias.mem != NULL)
         CAE_TRY(cae_colsum_add_ld(ctx, g->v_bias, cae_buf_at(s->dqkv, 2 * C), 3 * C, T, C));
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->qkv_w, cae_buf_null(), s->dqkv, a->ln1, w->qkv_w, T,
-                                C, 3 * C, 0));
+                                C, 3 * C, CAE_OVERWRITE));
     return cae_layernorm_backward(ctx, dx, g->norm1.w, g->norm1.b, s->d2, x_in, w->norm1.w,
-                                  a->ln1_mean, a->ln1_rstd, T, C, 1);
+                                  a->ln1_mean, a->ln1_rstd, T, C, CAE_ACCUMULATE);
 }
 
 static cae_mha_dims cross_dims(const cae_rblock_dims *d)
@@ -121,8 +121,9 @@ int cae_rblock_forward(cae_ctx *ctx, const cae_rblock_w *w, cae_rblock_acts *a, 
     cae_mha_dims md = cross_dims(d);
 
     /* keys and values see the visible latents and the current queries */
-    CAE_TRY(cae_copy_blocks(ctx, a->kv, (V + M) * C, z, V * C, B, V * C, 0));
-    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(a->kv, V * C), (V + M) * C, q_in, M * C, B, M * C, 0));
+    CAE_TRY(cae_copy_blocks(ctx, a->kv, (V + M) * C, z, V * C, B, V * C, CAE_OVERWRITE));
+    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(a->kv, V * C), (V + M) * C, q_in, M * C, B, M * C,
+                            CAE_OVERWRITE));
     CAE_TRY(cae_add(ctx, a->qpos, q_in, p_mask, Q * C));
     CAE_TRY(cae_layernorm_forward(ctx, a->lnq, a->lnq_mean, a->lnq_rstd, a->qpos, w->norm_q.w,
                                   w->norm_q.b, Q, C));
@@ -164,40 +165,42 @@ int cae_rblock_backward(cae_ctx *ctx, const cae_rblock_w *w, const cae_rblock_w 
     /* q_out = x2 + g2 * MLP(x2): dq becomes d(x2) */
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma2, dq, a->mlp, w->gamma2, drop2, Q, C, M));
     CAE_TRY(cae_linear_backward(ctx, s->dhidden, g->fc2.w, g->fc2.b, s->d1, a->h_act, w->fc2.w, Q,
-                                hid, C, 0));
+                                hid, C, CAE_OVERWRITE));
     CAE_TRY(cae_gelu_backward(ctx, s->dhidden2, s->dhidden, a->h_pre, Q * hid));
     CAE_TRY(cae_linear_backward(ctx, dq, g->fc1.w, g->fc1.b, s->dhidden2, a->x2, w->fc1.w, Q, C,
-                                hid, 1));
+                                hid, CAE_ACCUMULATE));
     /* x2 = LN2(x): d2 = d(x) */
     CAE_TRY(cae_layernorm_backward(ctx, s->d2, g->norm2.w, g->norm2.b, dq, a->x, w->norm2.w,
-                                   a->x2_mean, a->x2_rstd, Q, C, 0));
+                                   a->x2_mean, a->x2_rstd, Q, C, CAE_OVERWRITE));
     /* x = q_in + g1 * a */
     CAE_TRY(cae_residual_backward(ctx, s->d1, g->gamma1, s->d2, a->attn, w->gamma1, drop1, Q, C, M));
     CAE_TRY(cae_copy(ctx, dq, s->d2, Q * C));
     CAE_TRY(cae_linear_backward(ctx, s->d3, g->proj.w, g->proj.b, s->d1, a->merged, w->proj.w, Q,
-                                C, C, 0));
+                                C, C, CAE_OVERWRITE));
     /* d(merged) in d3 -> the gradients of the projected q, k, v */
     CAE_TRY(cae_mha_backward(ctx, &md, cae_tok_of(s->dqh, C), cae_tok_of(s->dkh, C),
                              cae_tok_of(s->dvh, C), s->dp, cae_tok_of(s->d3, C),
                              cae_tok_of(a->merged, C), a->p, cae_tok_of(a->qp, C),
                              cae_tok_of(a->kp, C), cae_tok_of(a->vp, C)));
     /* queries: LNq(q + p_mask) */
-    CAE_TRY(cae_linear_backward(ctx, s->d3, g->q_w, g->q_bias, s->dqh, a->lnq, w->q_w, Q, C, C, 0));
+    CAE_TRY(cae_linear_backward(ctx, s->d3, g->q_w, g->q_bias, s->dqh, a->lnq, w->q_w, Q, C, C,
+                                CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, dq, g->norm_q.w, g->norm_q.b, s->d3, a->qpos, w->norm_q.w,
-                                   a->lnq_mean, a->lnq_rstd, Q, C, 1));
+                                   a->lnq_mean, a->lnq_rstd, Q, C, CAE_ACCUMULATE));
     /* keys: LNk(kv + pk) */
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->k_w, cae_buf_null(), s->dkh, a->lnk, w->k_w, KV, C,
-                                C, 0));
+                                C, CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, dkv, g->norm_k.w, g->norm_k.b, s->d2, a->kpos, w->norm_k.w,
-                                   a->lnk_mean, a->lnk_rstd, KV, C, 0));
+                                   a->lnk_mean, a->lnk_rstd, KV, C, CAE_OVERWRITE));
     /* values: LNv(kv) */
     CAE_TRY(cae_linear_backward(ctx, s->d2, g->v_w, g->v_bias, s->dvh, a->lnv, w->v_w, KV, C, C,
-                                0));
+                                CAE_OVERWRITE));
     CAE_TRY(cae_layernorm_backward(ctx, dkv, g->norm_v.w, g->norm_v.b, s->d2, a->kv, w->norm_v.w,
-                                   a->lnv_mean, a->lnv_rstd, KV, C, 1));
+                                   a->lnv_mean, a->lnv_rstd, KV, C, CAE_ACCUMULATE));
     /* kv = concat(z, q_in) */
-    CAE_TRY(cae_copy_blocks(ctx, dz, V * C, dkv, (V + M) * C, B, V * C, 1));
-    return cae_copy_blocks(ctx, dq, M * C, cae_buf_at(dkv, V * C), (V + M) * C, B, M * C, 1);
+    CAE_TRY(cae_copy_blocks(ctx, dz, V * C, dkv, (V + M) * C, B, V * C, CAE_ACCUMULATE));
+    return cae_copy_blocks(ctx, dq, M * C, cae_buf_at(dkv, V * C), (V + M) * C, B, M * C,
+                           CAE_ACCUMULATE);
 }
 
 void cae_block_view(const cae_param_table *t, const cae_arena *a, cae_block_w *b,

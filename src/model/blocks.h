@@ -62,7 +62,7 @@ typedef struct { /* backward scratch, sized for the largest user */
 typedef struct {
     int (*take)(void *user, cae_buf *slot, size_t elems);
     void *user;
-    const cae_ctx *ctx; /* sizes what the attention core saves */
+    cae_ctx *ctx;       /* sizes what the attention core saves */
     int failed;
 } cae_planner;
 

@@ -83,18 +83,18 @@ static int forward(cae_model *m)
         CAE_TRY(encoder_forward(m, &m->align, 3));
         CAE_TRY(cae_copy_blocks(ctx, m->latent_target, M * Dd,
                                 cae_buf_at(encoder_latents(m, &m->align), Dd), (M + 1) * Dd, B,
-                                M * Dd, 0));
+                                M * Dd, CAE_OVERWRITE));
     }
     /* visible latents z, cls dropped; position tables of both token sets */
     CAE_TRY(cae_copy_blocks(ctx, m->z, V * Dd, cae_buf_at(encoder_latents(m, &m->enc), Dd),
-                            (V + 1) * Dd, B, V * Dd, 0));
+                            (V + 1) * Dd, B, V * Dd, CAE_OVERWRITE));
     CAE_TRY(cae_gather_rows(ctx, m->p_vis, cae_buf_at(m->pos_dec, Dd), 0, m->enc.acts.idx, B, V,
-                            Dd, 0));
+                            Dd, CAE_OVERWRITE));
     CAE_TRY(cae_gather_rows(ctx, m->p_mask, cae_buf_at(m->pos_dec, Dd), 0, m->align.acts.idx, B, M,
-                            Dd, 0));
-    CAE_TRY(cae_copy_blocks(ctx, m->pk, (V + M) * Dd, m->p_vis, V * Dd, B, V * Dd, 0));
+                            Dd, CAE_OVERWRITE));
+    CAE_TRY(cae_copy_blocks(ctx, m->pk, (V + M) * Dd, m->p_vis, V * Dd, B, V * Dd, CAE_OVERWRITE));
     CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->pk, V * Dd), (V + M) * Dd, m->p_mask, M * Dd, B,
-                            M * Dd, 0));
+                            M * Dd, CAE_OVERWRITE));
     /* regressor: queries start as the mask token */
     CAE_TRY(cae_broadcast_row(ctx, m->rstream[0], m->W.mask_token, B * M, Dd));
     for (int i = 0; i < c->regressor_depth; i++) {
@@ -182,15 +182,16 @@ static int encoder_backward(cae_model *m, cae_buf d_latents)
 
     if (Dd != D) {
         CAE_TRY(cae_layernorm_backward(ctx, m->g_proj, m->G.proj_norm.w, m->G.proj_norm.b, d_latents,
-                                       e->proj, m->W.proj_norm.w, e->proj_mean, e->proj_rstd, T, Dd, 0));
+                                       e->proj, m->W.proj_norm.w, e->proj_mean, e->proj_rstd, T, Dd,
+                                       CAE_OVERWRITE));
         CAE_TRY(cae_linear_backward(ctx, m->s.d1, m->G.proj.w, m->G.proj.b, m->g_proj, e->out,
-                                    m->W.proj.w, T, D, Dd, 0));
+                                    m->W.proj.w, T, D, Dd, CAE_OVERWRITE));
         CAE_TRY(grads_ready(m, "encoder_to_regresser.weight", 0));
         d_out = m->s.d1;
     }
     CAE_TRY(cae_layernorm_backward(ctx, m->g_stream_enc, m->G.enc_norm.w, m->G.enc_norm.b, d_out,
                                    cae_encoder_out(&e->acts, c), m->W.enc_norm.w, e->out_mean,
-                                   e->out_rstd, T, D, 0));
+                                   e->out_rstd, T, D, CAE_OVERWRITE));
     CAE_TRY(grads_ready(m, "encoder.norm.weight", 0));
     CAE_TRY(cae_encoder_backward(ctx, &m->G.enc, m->g_stream_enc, &e->acts, &m->W.enc,
                                  stack_drops(m, 0), &m->s, c, m->B, &hook));
@@ -209,11 +210,11 @@ static int backward(cae_model *m)
     CAE_TRY(cae_arena_zero(ctx, &m->table, &m->grads));
     /* decoder */
     CAE_TRY(cae_linear_backward(ctx, m->s.d1, m->G.head.w, m->G.head.b, m->dlogits, m->dec_out,
-                                m->W.head.w, B * M, Dd, K, 0));
+                                m->W.head.w, B * M, Dd, K, CAE_OVERWRITE));
     CAE_TRY(grads_ready(m, "decoder.head.weight", 0));
     CAE_TRY(cae_layernorm_backward(ctx, m->g_stream_dec, m->G.dec_norm.w, m->G.dec_norm.b, m->s.d1,
                                    m->dstream[c->decoder_depth], m->W.dec_norm.w, m->dec_mean,
-                                   m->dec_rstd, B * M, Dd, 0));
+                                   m->dec_rstd, B * M, Dd, CAE_OVERWRITE));
     CAE_TRY(grads_ready(m, "decoder.norm.weight", 0));
     for (int i = c->decoder_depth - 1; i >= 0; i--) {
         cae_buf d1, d2;
@@ -227,7 +228,7 @@ static int backward(cae_model *m)
     /* regressor */
     CAE_TRY(cae_layernorm_backward(ctx, m->g_q, m->G.reg_norm.w, m->G.reg_norm.b, m->g_latent,
                                    m->rstream[c->regressor_depth], m->W.reg_norm.w, m->lp_mean,
-                                   m->lp_rstd, B * M, Dd, 0));
+                                   m->lp_rstd, B * M, Dd, CAE_OVERWRITE));
     CAE_TRY(grads_ready(m, "regresser.norm.weight", 0));
     CAE_TRY(cae_fill_zero(ctx, m->g_z, B * V * Dd));
     for (int i = c->regressor_depth - 1; i >= 0; i--) {
@@ -241,7 +242,8 @@ static int backward(cae_model *m)
     CAE_TRY(grads_ready(m, "mask_token", 0));
     /* the cls latent is used nowhere after the encoder: its gradient is 0 */
     CAE_TRY(cae_fill_zero(ctx, m->g_zall, B * (V + 1) * Dd));
-    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->g_zall, Dd), (V + 1) * Dd, m->g_z, V * Dd, B, V * Dd, 0));
+    CAE_TRY(cae_copy_blocks(ctx, cae_buf_at(m->g_zall, Dd), (V + 1) * Dd, m->g_z, V * Dd, B, V * Dd,
+                            CAE_OVERWRITE));
     return encoder_backward(m, m->g_zall);
 }
 

@@ -138,11 +138,12 @@ static int embed_forward(cae_ctx *ctx, cae_encoder_acts *a, cae_buf samples, cae
     CAE_TRY(cae_patchify(ctx, a->patches, samples, a->idx, B, J, (size_t)c->input_size, P));
     CAE_TRY(cae_linear_forward(ctx, a->emb, a->patches, w->patch_w, w->patch_b, B * J, 3 * P * P,
                                D));
-    CAE_TRY(cae_gather_rows(ctx, a->emb, cae_buf_at(pos, D), 0, a->idx, B, J, D, 1));
+    CAE_TRY(cae_gather_rows(ctx, a->emb, cae_buf_at(pos, D), 0, a->idx, B, J, D, CAE_ACCUMULATE));
     /* tokens = [cls, patches]; the cls position embedding is zero */
     CAE_TRY(cae_broadcast_row(ctx, a->cls_rows, w->cls_token, B, D));
-    CAE_TRY(cae_copy_blocks(ctx, tokens, (J + 1) * D, a->cls_rows, D, B, D, 0));
-    return cae_copy_blocks(ctx, cae_buf_at(tokens, D), (J + 1) * D, a->emb, J * D, B, J * D, 0);
+    CAE_TRY(cae_copy_blocks(ctx, tokens, (J + 1) * D, a->cls_rows, D, B, D, CAE_OVERWRITE));
+    return cae_copy_blocks(ctx, cae_buf_at(tokens, D), (J + 1) * D, a->emb, J * D, B, J * D,
+                           CAE_OVERWRITE);
 }
 
 int cae_encoder_forward(cae_ctx *ctx, cae_encoder_acts *a, cae_buf samples, cae_buf pos,
@@ -170,11 +171,12 @@ static int embed_backward(cae_ctx *ctx, const cae_encoder_w *g, cae_buf dtokens,
                           const cae_config *c, size_t B)
 {
     size_t J = a->J, D = (size_t)c->embed_dim, P = (size_t)c->patch_size;
-    CAE_TRY(cae_copy_blocks(ctx, s->d1, D, dtokens, (J + 1) * D, B, D, 0));
+    CAE_TRY(cae_copy_blocks(ctx, s->d1, D, dtokens, (J + 1) * D, B, D, CAE_OVERWRITE));
     CAE_TRY(cae_colsum_add(ctx, g->cls_token, s->d1, B, D));
-    CAE_TRY(cae_copy_blocks(ctx, s->d2, J * D, cae_buf_at(dtokens, D), (J + 1) * D, B, J * D, 0));
+    CAE_TRY(cae_copy_blocks(ctx, s->d2, J * D, cae_buf_at(dtokens, D), (J + 1) * D, B, J * D,
+                            CAE_OVERWRITE));
     return cae_linear_backward(ctx, cae_buf_null(), g->patch_w, g->patch_b, s->d2, a->patches,
-                               w->patch_w, B * J, 3 * P * P, D, 0);
+                               w->patch_w, B * J, 3 * P * P, D, CAE_OVERWRITE);
 }
 
 int cae_encoder_backward(cae_ctx *ctx, const cae_encoder_w *g, cae_buf dstream,

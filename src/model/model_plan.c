@@ -19,7 +19,7 @@ typedef struct {
     unsigned char *own; /* 1: a buffer of its own (host-written inputs) */
     size_t n, cap;
     int failed;
-    const cae_ctx *ctx; /* sizes what the attention core saves */
+    cae_ctx *ctx; /* sizes what the attention core saves (and so resolves it) */
 } planner;
 
 static void take_as(planner *p, cae_buf *slot, size_t elems, int own)

@@ -10,22 +10,12 @@ int cae_batchnorm_forward_train(cae_ctx *ctx, cae_buf y, cae_buf mean, cae_buf r
     int update = run_mean.mem != NULL && run_var.mem != NULL;
     if (B == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "batchnorm_forward_train");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, y));
-    CAE_TRY(cae_arg_buf(k, &i, mean));
-    CAE_TRY(cae_arg_buf(k, &i, rstd));
-    CAE_TRY(cae_arg_buf(k, &i, update ? run_mean : cae_buf_null())); /* not read without update */
-    CAE_TRY(cae_arg_buf(k, &i, update ? run_var : cae_buf_null()));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_ulong(k, &i, B));
-    CAE_TRY(cae_arg_ulong(k, &i, C));
-    CAE_TRY(cae_arg_float(k, &i, eps));
-    CAE_TRY(cae_arg_float(k, &i, momentum));
-    CAE_TRY(cae_arg_int(k, &i, update));
-    return cae_launch_1d(ctx, k, C); /* one work-item per column */
+    /* one work-item per column; the running statistics are not read without update */
+    return cae_run_1d(ctx, CAE_K_batchnorm_forward_train, C,
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(mean), CAE_BUF(rstd),
+                               CAE_BUF(update ? run_mean : cae_buf_null()),
+                               CAE_BUF(update ? run_var : cae_buf_null()), CAE_BUF(x), CAE_ULONG(B),
+                               CAE_ULONG(C), CAE_FLOAT(eps), CAE_FLOAT(momentum), CAE_INT(update)));
 }
 
 int cae_batchnorm_forward_eval(cae_ctx *ctx, cae_buf y, cae_buf run_mean, cae_buf run_var,
@@ -33,18 +23,9 @@ int cae_batchnorm_forward_eval(cae_ctx *ctx, cae_buf y, cae_buf run_mean, cae_bu
 {
     if (B == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "batchnorm_forward_eval");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, y));
-    CAE_TRY(cae_arg_buf(k, &i, run_mean));
-    CAE_TRY(cae_arg_buf(k, &i, run_var));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_ulong(k, &i, B));
-    CAE_TRY(cae_arg_ulong(k, &i, C));
-    CAE_TRY(cae_arg_float(k, &i, eps));
-    return cae_launch_1d(ctx, k, C);
+    return cae_run_1d(ctx, CAE_K_batchnorm_forward_eval, C,
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(run_mean), CAE_BUF(run_var), CAE_BUF(x),
+                               CAE_ULONG(B), CAE_ULONG(C), CAE_FLOAT(eps)));
 }
 
 int cae_batchnorm_backward(cae_ctx *ctx, cae_buf dx, cae_buf dy, cae_buf x, cae_buf mean,
@@ -52,16 +33,7 @@ int cae_batchnorm_backward(cae_ctx *ctx, cae_buf dx, cae_buf dy, cae_buf x, cae_
 {
     if (B == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "batchnorm_backward");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, dx));
-    CAE_TRY(cae_arg_buf(k, &i, dy));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_buf(k, &i, mean));
-    CAE_TRY(cae_arg_buf(k, &i, rstd));
-    CAE_TRY(cae_arg_ulong(k, &i, B));
-    CAE_TRY(cae_arg_ulong(k, &i, C));
-    return cae_launch_1d(ctx, k, C);
+    return cae_run_1d(ctx, CAE_K_batchnorm_backward, C,
+                      CAE_ARGS(CAE_BUF(dx), CAE_BUF(dy), CAE_BUF(x), CAE_BUF(mean), CAE_BUF(rstd),
+                               CAE_ULONG(B), CAE_ULONG(C)));
 }

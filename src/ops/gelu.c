@@ -5,19 +5,19 @@
  */
 #include "ops/ops.h"
 
+/* work-items for n elements: each takes CAE_GELU_WIDTH consecutive ones */
+static size_t items(size_t n)
+{
+    return (n + CAE_GELU_WIDTH - 1) / CAE_GELU_WIDTH;
+}
+
 int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
                      size_t n)
 {
     if (n == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "gelu_forward");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, y));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_ulong(k, &i, n));
-    return cae_launch_1d(ctx, k, (n + 15) / 16); /* 16 elements per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_forward, items(n),
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(x), CAE_ULONG(n)));
 }
 
 int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
@@ -25,15 +25,8 @@ int cae_gelu_backward(cae_ctx *ctx, cae_buf dx /* [n] = */,
 {
     if (n == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "gelu_backward");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, dx));
-    CAE_TRY(cae_arg_buf(k, &i, dy));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_ulong(k, &i, n));
-    return cae_launch_1d(ctx, k, (n + 15) / 16); /* 16 elements per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_backward, items(n),
+                      CAE_ARGS(CAE_BUF(dx), CAE_BUF(dy), CAE_BUF(x), CAE_ULONG(n)));
 }
 
 int cae_gelu_bias_forward(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf x /* [T,C] */,
@@ -43,14 +36,6 @@ int cae_gelu_bias_forward(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf x /* [T,C
         return 0;
     if (b.mem == NULL)
         return cae_gelu_forward(ctx, y, x, T * C);
-    cl_kernel k = cae_kernel(ctx, "gelu_bias_forward");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, y));
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_buf(k, &i, b));
-    CAE_TRY(cae_arg_ulong(k, &i, T * C));
-    CAE_TRY(cae_arg_ulong(k, &i, C));
-    return cae_launch_1d(ctx, k, (T * C + 15) / 16); /* 16 elements per work-item */
+    return cae_run_1d(ctx, CAE_K_gelu_bias_forward, items(T * C),
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(x), CAE_BUF(b), CAE_ULONG(T * C), CAE_ULONG(C)));
 }

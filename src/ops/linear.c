@@ -27,14 +27,14 @@ int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
                         cae_buf dw /* [O,I] */, cae_buf db /* [O] */,
                         cae_buf dy /* [T,O] */, cae_buf x /* [T,I] */,
                         cae_buf w /* [O,I] */, size_t T, size_t I, size_t O,
-                        int accumulate)
+                        cae_accum accumulate)
 {
     if (T == 0 || O == 0)
         return 0;
     /* dx[T,I] = (or +=) dy[T,O] * W[O,I] */
     if (dx.mem != NULL)
         CAE_TRY(cae_gemm(ctx, 0, 0, T, I, O, 1.0f, dy, O, w, I,
-                         accumulate ? 1.0f : 0.0f, dx, I));
+                         accumulate != CAE_OVERWRITE ? 1.0f : 0.0f, dx, I));
     /* dW[O,I] += dy[T,O]^T * x[T,I] */
     CAE_TRY(cae_gemm(ctx, 1, 0, O, I, T, 1.0f, dy, O, x, I, 1.0f, dw, I));
     if (db.mem != NULL)
@@ -53,16 +53,8 @@ int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] 
 {
     if (C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "linear_colsum_add");
-    if (k == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(cae_arg_buf(k, &a, out));
-    CAE_TRY(cae_arg_buf(k, &a, in));
-    CAE_TRY(cae_arg_ulong(k, &a, T));
-    CAE_TRY(cae_arg_ulong(k, &a, C));
-    CAE_TRY(cae_arg_ulong(k, &a, ld));
-    return cae_launch_1d(ctx, k, C);
+    return cae_run_1d(ctx, CAE_K_linear_colsum_add, C,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(in), CAE_ULONG(T), CAE_ULONG(C), CAE_ULONG(ld)));
 }
 
 int cae_bias_add(cae_ctx *ctx, cae_buf y /* [T,C] */, cae_buf b /* [C] */,
@@ -76,14 +68,6 @@ int cae_bias_add_ld(cae_ctx *ctx, cae_buf y /* [T,ld] */, size_t ld, cae_buf b /
 {
     if (T == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "linear_bias_add");
-    if (k == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(cae_arg_buf(k, &a, y));
-    CAE_TRY(cae_arg_buf(k, &a, b));
-    CAE_TRY(cae_arg_ulong(k, &a, T));
-    CAE_TRY(cae_arg_ulong(k, &a, C));
-    CAE_TRY(cae_arg_ulong(k, &a, ld));
-    return cae_launch_1d(ctx, k, T * C);
+    return cae_run_1d(ctx, CAE_K_linear_bias_add, T * C,
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(b), CAE_ULONG(T), CAE_ULONG(C), CAE_ULONG(ld)));
 }

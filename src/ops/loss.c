@@ -19,9 +19,6 @@ int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
                       cae_buf logits /* [R,K] */, cae_buf labels /* int [R] */,
                       float grad_scale, size_t R, size_t K)
 {
-    cl_kernel k;
-    cl_uint a = 0;
-
     if (R == 0)
         return 0;
     if (K == 0 || K > INT_MAX || !logits.mem || !labels.mem) {
@@ -29,23 +26,12 @@ int cae_cross_entropy(cae_ctx *ctx, cae_buf dlogits /* [R,K] */,
                    "logits and labels must be present", K);
         return -1;
     }
-    const int grouped = ctx->row_group > 0;
-    if (!(k = cae_kernel(ctx, grouped ? "loss_cross_entropy_wg" : "loss_cross_entropy")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dlogits));
-    CAE_TRY(cae_arg_int(k, &a, dlogits.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, &a, row_loss));
-    CAE_TRY(cae_arg_int(k, &a, row_loss.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, &a, row_correct));
-    CAE_TRY(cae_arg_int(k, &a, row_correct.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, &a, logits));
-    CAE_TRY(cae_arg_buf(k, &a, labels));
-    CAE_TRY(cae_arg_float(k, &a, grad_scale));
-    CAE_TRY(cae_arg_ulong(k, &a, R));
-    CAE_TRY(cae_arg_ulong(k, &a, K));
-    if (grouped)
-        return cae_launch_rows(ctx, k, a, R, 2); /* values and argmax indices */
-    return cae_launch_1d(ctx, k, R);
+    /* a row per work-group keeps 2 floats per work-item: values and argmax indices */
+    return cae_run_rows(ctx, CAE_K_loss_cross_entropy, CAE_K_loss_cross_entropy_wg, R, 2,
+                        CAE_ARGS(CAE_BUF(dlogits), CAE_INT(dlogits.mem != NULL), CAE_BUF(row_loss),
+                                 CAE_INT(row_loss.mem != NULL), CAE_BUF(row_correct),
+                                 CAE_INT(row_correct.mem != NULL), CAE_BUF(logits), CAE_BUF(labels),
+                                 CAE_FLOAT(grad_scale), CAE_ULONG(R), CAE_ULONG(K)));
 }
 
 /* squared error and its gradient, one work-item per element */
@@ -53,24 +39,14 @@ int cae_mse(cae_ctx *ctx, cae_buf dpred /* [n] */, cae_buf sq /* [n] */,
             cae_buf pred /* [n] */, cae_buf target /* [n] */, float grad_scale,
             size_t n)
 {
-    cl_kernel k;
-    cl_uint a = 0;
-
     if (n == 0)
         return 0;
     if (!pred.mem || !target.mem) {
         cae_errorf("cae_mse: pred and target must be present");
         return -1;
     }
-    if (!(k = cae_kernel(ctx, "loss_mse")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dpred));
-    CAE_TRY(cae_arg_int(k, &a, dpred.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, &a, sq));
-    CAE_TRY(cae_arg_int(k, &a, sq.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, &a, pred));
-    CAE_TRY(cae_arg_buf(k, &a, target));
-    CAE_TRY(cae_arg_float(k, &a, grad_scale));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_run_1d(ctx, CAE_K_loss_mse, n,
+                      CAE_ARGS(CAE_BUF(dpred), CAE_INT(dpred.mem != NULL), CAE_BUF(sq),
+                               CAE_INT(sq.mem != NULL), CAE_BUF(pred), CAE_BUF(target),
+                               CAE_FLOAT(grad_scale), CAE_ULONG(n)));
 }

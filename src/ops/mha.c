@@ -15,25 +15,57 @@
 #include "ops/ops.h"
 #include "runtime/gemm.h"
 
-/* cl/mha.cl's MHA_MAX_DH */
-#define CAE_MHA_MAX_DH 128
+#include <stdlib.h>
+#include <string.h>
 
-int cae_mha_fused(const cae_ctx *ctx)
+/* ctx->attention, once resolved */
+enum { ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
+
+/* The attention core: GEMMs on CPUs (there the host BLAS beats a
+ * row-per-work-item kernel), the fused kernel elsewhere (it never writes the
+ * [B,H,Nq,Nk] probabilities); CAE_CL_ATTENTION=fused|gemm overrides.
+ * Resolved on a context's first use and kept, so the sizes a plan asked for
+ * and the launches that follow agree. -1 (reported) on another value. */
+static int resolve_core(cae_ctx *ctx)
 {
-    return ctx->attention_fused;
+    const char *sel = getenv("CAE_CL_ATTENTION");
+    if (ctx->attention != 0)
+        return 0;
+    if (!sel || !*sel)
+        ctx->attention = ctx->is_cpu ? ATTENTION_GEMM : ATTENTION_FUSED;
+    else if (strcmp(sel, "fused") == 0)
+        ctx->attention = ATTENTION_FUSED;
+    else if (strcmp(sel, "gemm") == 0)
+        ctx->attention = ATTENTION_GEMM;
+    else {
+        cae_errorf("CAE_CL_ATTENTION='%s': expected 'fused' or 'gemm'", sel);
+        return -1;
+    }
+    return 0;
 }
 
-static int use_fused(const cae_ctx *ctx, const cae_mha_dims *d)
+int cae_mha_fused(cae_ctx *ctx)
 {
-    return ctx->attention_fused && d->dh <= CAE_MHA_MAX_DH;
+    resolve_core(ctx); /* a bad choice sizes for the GEMM core; the launches fail */
+    return ctx->attention == ATTENTION_FUSED;
 }
 
-size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+void cae_mha_set_fused(cae_ctx *ctx, int fused)
+{
+    ctx->attention = fused ? ATTENTION_FUSED : ATTENTION_GEMM;
+}
+
+static int use_fused(cae_ctx *ctx, const cae_mha_dims *d)
+{
+    return cae_mha_fused(ctx) && d->dh <= CAE_MHA_MAX_DH;
+}
+
+size_t cae_mha_saved_elems(cae_ctx *ctx, const cae_mha_dims *d)
 {
     return use_fused(ctx, d) ? d->B * d->H * d->Nq : d->B * d->H * d->Nq * d->Nk;
 }
 
-size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d)
+size_t cae_mha_scratch_elems(cae_ctx *ctx, const cae_mha_dims *d)
 {
     return cae_mha_saved_elems(ctx, d);
 }
@@ -90,71 +122,30 @@ static int gemm_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_to
 
 /* ----------------------------------------------------------- fused core */
 
-static int arg_tok(cl_kernel k, cl_uint *a, cae_tok t)
-{
-    CAE_TRY(cae_arg_buf(k, a, t.buf));
-    return cae_arg_ulong(k, a, t.ld);
-}
-
-static int arg_dims(cl_kernel k, cl_uint *a, const cae_mha_dims *d)
-{
-    CAE_TRY(cae_arg_float(k, a, d->scale));
-    CAE_TRY(cae_arg_ulong(k, a, d->B));
-    CAE_TRY(cae_arg_ulong(k, a, d->H));
-    CAE_TRY(cae_arg_ulong(k, a, d->Nq));
-    CAE_TRY(cae_arg_ulong(k, a, d->Nk));
-    return cae_arg_ulong(k, a, d->dh);
-}
+/* A token-layout tensor as a kernel takes it: the buffer, then ld */
+#define TOK(t) CAE_BUF((t).buf), CAE_ULONG((t).ld)
+/* the shape arguments every fused kernel ends with */
+#define DIMS(d) CAE_FLOAT((d)->scale), CAE_ULONG((d)->B), CAE_ULONG((d)->H), CAE_ULONG((d)->Nq), \
+                CAE_ULONG((d)->Nk), CAE_ULONG((d)->dh)
 
 static int fused_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf lse, cae_tok q,
                          cae_tok k, cae_tok v)
 {
-    cl_kernel kn = cae_kernel(ctx, "mha_fused_forward");
-    if (kn == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(arg_tok(kn, &a, o));
-    CAE_TRY(cae_arg_buf(kn, &a, lse));
-    CAE_TRY(arg_tok(kn, &a, q));
-    CAE_TRY(arg_tok(kn, &a, k));
-    CAE_TRY(arg_tok(kn, &a, v));
-    CAE_TRY(arg_dims(kn, &a, d));
-    return cae_launch_1d(ctx, kn, d->B * d->H * d->Nq);
+    return cae_run_1d(ctx, CAE_K_mha_fused_forward, d->B * d->H * d->Nq,
+                      CAE_ARGS(TOK(o), CAE_BUF(lse), TOK(q), TOK(k), TOK(v), DIMS(d)));
 }
 
 static int fused_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk, cae_tok dv,
                           cae_buf delta, cae_tok dout, cae_tok o, cae_buf lse, cae_tok q,
                           cae_tok k, cae_tok v)
 {
-    cl_kernel kq = cae_kernel(ctx, "mha_fused_backward_dq");
-    if (kq == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(arg_tok(kq, &a, dq));
-    CAE_TRY(cae_arg_buf(kq, &a, delta));
-    CAE_TRY(arg_tok(kq, &a, dout));
-    CAE_TRY(arg_tok(kq, &a, o));
-    CAE_TRY(cae_arg_buf(kq, &a, lse));
-    CAE_TRY(arg_tok(kq, &a, q));
-    CAE_TRY(arg_tok(kq, &a, k));
-    CAE_TRY(arg_tok(kq, &a, v));
-    CAE_TRY(arg_dims(kq, &a, d));
-    CAE_TRY(cae_launch_1d(ctx, kq, d->B * d->H * d->Nq));
+    CAE_TRY(cae_run_1d(ctx, CAE_K_mha_fused_backward_dq, d->B * d->H * d->Nq,
+                       CAE_ARGS(TOK(dq), CAE_BUF(delta), TOK(dout), TOK(o), CAE_BUF(lse), TOK(q),
+                                TOK(k), TOK(v), DIMS(d))));
     /* in-order queue: delta is written before this kernel reads it */
-    cl_kernel kkv = cae_kernel(ctx, "mha_fused_backward_dkv");
-    if (kkv == NULL)
-        return -1;
-    a = 0;
-    CAE_TRY(arg_tok(kkv, &a, dk));
-    CAE_TRY(arg_tok(kkv, &a, dv));
-    CAE_TRY(cae_arg_buf(kkv, &a, delta));
-    CAE_TRY(arg_tok(kkv, &a, dout));
-    CAE_TRY(cae_arg_buf(kkv, &a, lse));
-    CAE_TRY(arg_tok(kkv, &a, q));
-    CAE_TRY(arg_tok(kkv, &a, k));
-    CAE_TRY(arg_tok(kkv, &a, v));
-    CAE_TRY(arg_dims(kkv, &a, d));
-    return cae_launch_1d(ctx, kkv, d->B * d->H * d->Nk);
+    return cae_run_1d(ctx, CAE_K_mha_fused_backward_dkv, d->B * d->H * d->Nk,
+                      CAE_ARGS(TOK(dk), TOK(dv), CAE_BUF(delta), TOK(dout), CAE_BUF(lse), TOK(q),
+                               TOK(k), TOK(v), DIMS(d)));
 }
 
 /* ------------------------------------------------------------ interface */
@@ -164,6 +155,7 @@ int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o, cae_buf save
 {
     if (empty(d))
         return 0;
+    CAE_TRY(resolve_core(ctx));
     if (use_fused(ctx, d))
         return fused_forward(ctx, d, o, saved, q, k, v);
     return gemm_forward(ctx, d, o, saved, q, k, v);
@@ -175,6 +167,7 @@ int cae_mha_backward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok dq, cae_tok dk
 {
     if (empty(d))
         return 0;
+    CAE_TRY(resolve_core(ctx));
     if (use_fused(ctx, d))
         return fused_backward(ctx, d, dq, dk, dv, scratch, dout, o, saved, q, k, v);
     return gemm_backward(ctx, d, dq, dk, dv, scratch, dout, saved, q, k, v);

@@ -5,8 +5,9 @@
  *   the shape is in the comment beside each argument. Integer tensors
  *   (labels, indices) are cl_int.
  * - Parameter gradients accumulate (+=). Activation gradients overwrite (=)
- *   unless the op takes an `accumulate` flag (1: +=), which the model uses on
- *   the residual stream and where one tensor feeds several consumers.
+ *   unless the op takes a cae_accum and is given CAE_ACCUMULATE (+=), which
+ *   the model uses on the residual stream and where one tensor feeds several
+ *   consumers.
  * - An absent optional buffer is cae_buf_null().
  * - Nothing here waits on the queue.
  * Each op family lives in src/ops/<family>.c with its kernels in
@@ -19,18 +20,21 @@
 
 #define CAE_LN_EPS 1e-6f
 
+/* What an op taking it does to its output: = or += */
+typedef enum { CAE_OVERWRITE = 0, CAE_ACCUMULATE = 1 } cae_accum;
+
 /* ---- layernorm.c: y = (x - mean) * rstd * w + b over the last dim ---- */
 int cae_layernorm_forward(cae_ctx *ctx, cae_buf y /* [T,C] */,
                           cae_buf mean /* [T] */, cae_buf rstd /* [T] */,
                           cae_buf x /* [T,C] */, cae_buf w /* [C] */,
                           cae_buf b /* [C] */, size_t T, size_t C);
-/* dx = (or += when accumulate) d/dx; dw += sum_t dy*xhat; db += sum_t dy */
+/* dx = (or += with CAE_ACCUMULATE) d/dx; dw += sum_t dy*xhat; db += sum_t dy */
 int cae_layernorm_backward(cae_ctx *ctx, cae_buf dx /* [T,C] */,
                            cae_buf dw /* [C] */, cae_buf db /* [C] */,
                            cae_buf dy /* [T,C] */, cae_buf x /* [T,C] */,
                            cae_buf w /* [C] */, cae_buf mean /* [T] */,
                            cae_buf rstd /* [T] */, size_t T, size_t C,
-                           int accumulate);
+                           cae_accum accumulate);
 
 /* ---- gelu.c: exact GELU, y = x * 0.5 * (1 + erf(x / sqrt(2))) ---- */
 int cae_gelu_forward(cae_ctx *ctx, cae_buf y /* [n] */, cae_buf x /* [n] */,
@@ -71,7 +75,7 @@ int cae_linear_backward(cae_ctx *ctx, cae_buf dx /* [T,I] */,
                         cae_buf dw /* [O,I] */, cae_buf db /* [O] */,
                         cae_buf dy /* [T,O] */, cae_buf x /* [T,I] */,
                         cae_buf w /* [O,I] */, size_t T, size_t I, size_t O,
-                        int accumulate);
+                        cae_accum accumulate);
 /* out[c] += sum_t in[t,c] (deterministic order) */
 int cae_colsum_add(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,C] */,
                    size_t T, size_t C);
@@ -95,7 +99,8 @@ int cae_colsum_add_ld(cae_ctx *ctx, cae_buf out /* [C] */, cae_buf in /* [T,ld] 
  * probabilities (CPUs: the GEMMs run on the host BLAS), or one fused kernel
  * with an online softmax that keeps only each row's log-sum-exp and
  * recomputes the probabilities in backward (GPUs: no [B,H,Nq,Nk] tensor
- * is written or read). CAE_CL_ATTENTION=fused|gemm overrides the choice. */
+ * is written or read). CAE_CL_ATTENTION=fused|gemm overrides the choice,
+ * made on a context's first use of attention and kept. */
 typedef struct {
     cae_buf buf; /* element (row r, column c) at buf + r*ld + c */
     size_t ld;
@@ -110,11 +115,13 @@ typedef struct {
     float scale;
 } cae_mha_dims;
 /* 1 when this context runs the fused core */
-int cae_mha_fused(const cae_ctx *ctx);
+int cae_mha_fused(cae_ctx *ctx);
+/* Run the fused core (1) or the GEMM core (0) from now on (tests). */
+void cae_mha_set_fused(cae_ctx *ctx, int fused);
 /* floats the forward saves for backward (probabilities or log-sum-exps) and
  * the backward's scratch */
-size_t cae_mha_saved_elems(const cae_ctx *ctx, const cae_mha_dims *d);
-size_t cae_mha_scratch_elems(const cae_ctx *ctx, const cae_mha_dims *d);
+size_t cae_mha_saved_elems(cae_ctx *ctx, const cae_mha_dims *d);
+size_t cae_mha_scratch_elems(cae_ctx *ctx, const cae_mha_dims *d);
 int cae_mha_forward(cae_ctx *ctx, const cae_mha_dims *d, cae_tok o /* [B*Nq, H*dh] */,
                     cae_buf saved, cae_tok q /* [B*Nq] */, cae_tok k /* [B*Nk] */,
                     cae_tok v /* [B*Nk] */);
@@ -160,7 +167,7 @@ int cae_scale(cae_ctx *ctx, cae_buf x /* [n] */, float alpha, size_t n);
  * one table shared by every sample. */
 int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */, cae_buf src,
                     size_t src_rows, cae_buf idx /* int [B,J] */, size_t B,
-                    size_t J, size_t C, int accumulate);
+                    size_t J, size_t C, cae_accum accumulate);
 /* dsrc[b*src_rows + idx[b*J+j], :] += dout[b,j,:]; indices are unique
  * within a sample and src_rows > 0, so no two work-items collide. */
 int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc, size_t src_rows,
@@ -168,7 +175,7 @@ int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc, size_t src_rows,
                          size_t B, size_t J, size_t C);
 /* dst[b*dst_stride + i] = (or +=) src[b*src_stride + i] for i < n */
 int cae_copy_blocks(cae_ctx *ctx, cae_buf dst, size_t dst_stride, cae_buf src,
-                    size_t src_stride, size_t B, size_t n, int accumulate);
+                    size_t src_stride, size_t B, size_t n, cae_accum accumulate);
 /* out[r,:] = row[:] for every r < R */
 int cae_broadcast_row(cae_ctx *ctx, cae_buf out /* [R,C] */,
                       cae_buf row /* [C] */, size_t R, size_t C);

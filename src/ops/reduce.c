@@ -43,8 +43,6 @@ size_t cae_reduce_scratch_elems(size_t n)
 static int reduce_sum(cae_ctx *ctx, cae_buf out, cae_buf in, size_t n,
                       cae_buf scratch, int squares)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     size_t chunks, len;
 
     if (!out.mem || (n > 0 && (!in.mem || !scratch.mem))) {
@@ -55,23 +53,11 @@ static int reduce_sum(cae_ctx *ctx, cae_buf out, cae_buf in, size_t n,
         return cae_fill_zero(ctx, out, 1);
     reduce_layout(n, &chunks, &len);
 
-    if (!(k = cae_kernel(ctx, "reduce_partial")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, scratch));
-    CAE_TRY(cae_arg_buf(k, &a, in));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    CAE_TRY(cae_arg_ulong(k, &a, len));
-    CAE_TRY(cae_arg_ulong(k, &a, chunks));
-    CAE_TRY(cae_arg_int(k, &a, squares));
-    CAE_TRY(cae_launch_1d(ctx, k, chunks));
-
-    a = 0;
-    if (!(k = cae_kernel(ctx, "reduce_final")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, out));
-    CAE_TRY(cae_arg_buf(k, &a, scratch));
-    CAE_TRY(cae_arg_ulong(k, &a, chunks));
-    return cae_launch_1d(ctx, k, 1);
+    CAE_TRY(cae_run_1d(ctx, CAE_K_reduce_partial, chunks,
+                       CAE_ARGS(CAE_BUF(scratch), CAE_BUF(in), CAE_ULONG(n), CAE_ULONG(len),
+                                CAE_ULONG(chunks), CAE_INT(squares))));
+    return cae_run_1d(ctx, CAE_K_reduce_final, 1,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(scratch), CAE_ULONG(chunks)));
 }
 
 int cae_sum(cae_ctx *ctx, cae_buf out /* [1] */, cae_buf in /* [n] */, size_t n,
@@ -88,15 +74,6 @@ int cae_sum_squares(cae_ctx *ctx, cae_buf out /* [1] */, cae_buf in /* [n] */,
 
 int cae_scale(cae_ctx *ctx, cae_buf x /* [n] */, float alpha, size_t n)
 {
-    cl_kernel k;
-    cl_uint a = 0;
-
-    if (n == 0)
-        return 0;
-    if (!(k = cae_kernel(ctx, "reduce_scale")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, x));
-    CAE_TRY(cae_arg_float(k, &a, alpha));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_run_1d(ctx, CAE_K_reduce_scale, n,
+                      CAE_ARGS(CAE_BUF(x), CAE_FLOAT(alpha), CAE_ULONG(n)));
 }

@@ -9,19 +9,15 @@
  */
 #include "ops/ops.h"
 
-/* Bind the shared (g, s, T, C, rows_per_sample) tail of the elementwise
- * kernels; an absent buffer goes with a 0 flag. */
-static int residual_scale_args(cl_kernel k, cl_uint *i, cae_buf g, cae_buf s,
-                               size_t T, size_t C, size_t rows_per_sample)
+/* One of the elementwise kernels on (a, b) with their shared (g, s, T, C,
+ * rows_per_sample) tail, over T*C; an absent buffer goes with a 0 flag. */
+static int residual_elementwise(cae_ctx *ctx, cae_kernel_id id, cae_buf a, cae_buf b, cae_buf g,
+                                cae_buf s, size_t T, size_t C, size_t rows_per_sample)
 {
-    CAE_TRY(cae_arg_buf(k, i, g));
-    CAE_TRY(cae_arg_int(k, i, g.mem != NULL));
-    CAE_TRY(cae_arg_buf(k, i, s));
-    CAE_TRY(cae_arg_int(k, i, s.mem != NULL));
-    CAE_TRY(cae_arg_ulong(k, i, T));
-    CAE_TRY(cae_arg_ulong(k, i, C));
-    CAE_TRY(cae_arg_ulong(k, i, rows_per_sample));
-    return 0;
+    return cae_run_1d(ctx, id, T * C,
+                      CAE_ARGS(CAE_BUF(a), CAE_BUF(b), CAE_BUF(g), CAE_INT(g.mem != NULL),
+                               CAE_BUF(s), CAE_INT(s.mem != NULL), CAE_ULONG(T), CAE_ULONG(C),
+                               CAE_ULONG(rows_per_sample)));
 }
 
 /* rows_per_sample only matters with s, but then it divides row indices. */
@@ -43,14 +39,7 @@ int cae_residual_forward(cae_ctx *ctx, cae_buf x /* [T,C] */,
     CAE_TRY(residual_check_rps(s, rows_per_sample));
     if (T == 0 || C == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "residual_forward");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, x));
-    CAE_TRY(cae_arg_buf(k, &i, y));
-    CAE_TRY(residual_scale_args(k, &i, g, s, T, C, rows_per_sample));
-    return cae_launch_1d(ctx, k, T * C);
+    return residual_elementwise(ctx, CAE_K_residual_forward, x, y, g, s, T, C, rows_per_sample);
 }
 
 int cae_residual_backward(cae_ctx *ctx, cae_buf dy /* [T,C] */,
@@ -68,32 +57,14 @@ int cae_residual_backward(cae_ctx *ctx, cae_buf dy /* [T,C] */,
     }
     if (T == 0 || C == 0)
         return 0;
-    cl_kernel k;
-    cl_uint i = 0;
     /* dg first: it reads dx, which a caller may alias with dy. A frozen g
      * (the regressor's fixed ones) comes without dg and gets no gradient. */
-    if (dg.mem != NULL) {
-        k = cae_kernel(ctx, "residual_backward_dg");
-        if (!k)
-            return -1;
-        CAE_TRY(cae_arg_buf(k, &i, dg));
-        CAE_TRY(cae_arg_buf(k, &i, dx));
-        CAE_TRY(cae_arg_buf(k, &i, y));
-        CAE_TRY(cae_arg_buf(k, &i, s));
-        CAE_TRY(cae_arg_int(k, &i, s.mem != NULL));
-        CAE_TRY(cae_arg_ulong(k, &i, T));
-        CAE_TRY(cae_arg_ulong(k, &i, C));
-        CAE_TRY(cae_arg_ulong(k, &i, rows_per_sample));
-        CAE_TRY(cae_launch_1d(ctx, k, C)); /* one work-item per column */
-    }
-    k = cae_kernel(ctx, "residual_backward_dy");
-    if (!k)
-        return -1;
-    i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, dy));
-    CAE_TRY(cae_arg_buf(k, &i, dx));
-    CAE_TRY(residual_scale_args(k, &i, g, s, T, C, rows_per_sample));
-    return cae_launch_1d(ctx, k, T * C);
+    if (dg.mem != NULL)
+        CAE_TRY(cae_run_1d(ctx, CAE_K_residual_backward_dg, C, /* one work-item per column */
+                           CAE_ARGS(CAE_BUF(dg), CAE_BUF(dx), CAE_BUF(y), CAE_BUF(s),
+                                    CAE_INT(s.mem != NULL), CAE_ULONG(T), CAE_ULONG(C),
+                                    CAE_ULONG(rows_per_sample))));
+    return residual_elementwise(ctx, CAE_K_residual_backward_dy, dy, dx, g, s, T, C, rows_per_sample);
 }
 
 int cae_add(cae_ctx *ctx, cae_buf out /* [n] */, cae_buf a /* [n] */,
@@ -101,13 +72,6 @@ int cae_add(cae_ctx *ctx, cae_buf out /* [n] */, cae_buf a /* [n] */,
 {
     if (n == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "residual_add");
-    if (!k)
-        return -1;
-    cl_uint i = 0;
-    CAE_TRY(cae_arg_buf(k, &i, out));
-    CAE_TRY(cae_arg_buf(k, &i, a));
-    CAE_TRY(cae_arg_buf(k, &i, b));
-    CAE_TRY(cae_arg_ulong(k, &i, n));
-    return cae_launch_1d(ctx, k, n);
+    return cae_run_1d(ctx, CAE_K_residual_add, n,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(a), CAE_BUF(b), CAE_ULONG(n)));
 }

@@ -11,15 +11,8 @@ int cae_softmax_forward(cae_ctx *ctx, cae_buf y /* [R,K] */,
 {
     if (R == 0 || K == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "softmax_forward");
-    if (k == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(cae_arg_buf(k, &a, y));
-    CAE_TRY(cae_arg_buf(k, &a, x));
-    CAE_TRY(cae_arg_ulong(k, &a, R));
-    CAE_TRY(cae_arg_ulong(k, &a, K));
-    return cae_launch_1d(ctx, k, R);
+    return cae_run_1d(ctx, CAE_K_softmax_forward, R,
+                      CAE_ARGS(CAE_BUF(y), CAE_BUF(x), CAE_ULONG(R), CAE_ULONG(K)));
 }
 
 int cae_softmax_backward(cae_ctx *ctx, cae_buf dx /* [R,K] */,
@@ -28,14 +21,6 @@ int cae_softmax_backward(cae_ctx *ctx, cae_buf dx /* [R,K] */,
 {
     if (R == 0 || K == 0)
         return 0;
-    cl_kernel k = cae_kernel(ctx, "softmax_backward");
-    if (k == NULL)
-        return -1;
-    cl_uint a = 0;
-    CAE_TRY(cae_arg_buf(k, &a, dx));
-    CAE_TRY(cae_arg_buf(k, &a, dy));
-    CAE_TRY(cae_arg_buf(k, &a, y));
-    CAE_TRY(cae_arg_ulong(k, &a, R));
-    CAE_TRY(cae_arg_ulong(k, &a, K));
-    return cae_launch_1d(ctx, k, R);
+    return cae_run_1d(ctx, CAE_K_softmax_backward, R,
+                      CAE_ARGS(CAE_BUF(dx), CAE_BUF(dy), CAE_BUF(y), CAE_ULONG(R), CAE_ULONG(K)));
 }

@@ -12,25 +12,16 @@
 int cae_gather_rows(cae_ctx *ctx, cae_buf out /* [B,J,C] */,
                     cae_buf src /* [B*src_rows, C] or [rows, C] */,
                     size_t src_rows, cae_buf idx /* int [B,J] */, size_t B,
-                    size_t J, size_t C, int accumulate)
+                    size_t J, size_t C, cae_accum accumulate)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     const size_t total = B * J * C;
 
     if (total == 0)
         return 0;
-    if (!(k = cae_kernel(ctx, "tokens_gather")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, out));
-    CAE_TRY(cae_arg_buf(k, &a, src));
-    CAE_TRY(cae_arg_buf(k, &a, idx));
-    CAE_TRY(cae_arg_ulong(k, &a, src_rows));
-    CAE_TRY(cae_arg_ulong(k, &a, J));
-    CAE_TRY(cae_arg_ulong(k, &a, C));
-    CAE_TRY(cae_arg_ulong(k, &a, total));
-    CAE_TRY(cae_arg_int(k, &a, accumulate != 0));
-    return cae_launch_1d(ctx, k, total);
+    return cae_run_1d(ctx, CAE_K_tokens_gather, total,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(src), CAE_BUF(idx), CAE_ULONG(src_rows),
+                               CAE_ULONG(J), CAE_ULONG(C), CAE_ULONG(total),
+                               CAE_INT(accumulate != CAE_OVERWRITE)));
 }
 
 int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc /* [B*src_rows, C] */,
@@ -38,8 +29,6 @@ int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc /* [B*src_rows, C] */,
                          cae_buf idx /* int [B,J] */, size_t B, size_t J,
                          size_t C)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     const size_t total = B * J * C;
 
     if (total == 0)
@@ -49,24 +38,15 @@ int cae_scatter_rows_add(cae_ctx *ctx, cae_buf dsrc /* [B*src_rows, C] */,
         cae_errorf("cae_scatter_rows_add: src_rows must be > 0");
         return -1;
     }
-    if (!(k = cae_kernel(ctx, "tokens_scatter_add")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dsrc));
-    CAE_TRY(cae_arg_buf(k, &a, dout));
-    CAE_TRY(cae_arg_buf(k, &a, idx));
-    CAE_TRY(cae_arg_ulong(k, &a, src_rows));
-    CAE_TRY(cae_arg_ulong(k, &a, J));
-    CAE_TRY(cae_arg_ulong(k, &a, C));
-    CAE_TRY(cae_arg_ulong(k, &a, total));
-    return cae_launch_1d(ctx, k, total);
+    return cae_run_1d(ctx, CAE_K_tokens_scatter_add, total,
+                      CAE_ARGS(CAE_BUF(dsrc), CAE_BUF(dout), CAE_BUF(idx), CAE_ULONG(src_rows),
+                               CAE_ULONG(J), CAE_ULONG(C), CAE_ULONG(total)));
 }
 
 int cae_copy_blocks(cae_ctx *ctx, cae_buf dst /* [B, dst_stride] */,
                     size_t dst_stride, cae_buf src /* [B, src_stride] */,
-                    size_t src_stride, size_t B, size_t n, int accumulate)
+                    size_t src_stride, size_t B, size_t n, cae_accum accumulate)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     const size_t total = B * n;
 
     if (total == 0)
@@ -76,42 +56,27 @@ int cae_copy_blocks(cae_ctx *ctx, cae_buf dst /* [B, dst_stride] */,
                    "(%zu)", dst_stride, src_stride, n);
         return -1;
     }
-    if (!(k = cae_kernel(ctx, "tokens_copy_blocks")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, dst));
-    CAE_TRY(cae_arg_ulong(k, &a, dst_stride));
-    CAE_TRY(cae_arg_buf(k, &a, src));
-    CAE_TRY(cae_arg_ulong(k, &a, src_stride));
-    CAE_TRY(cae_arg_ulong(k, &a, n));
-    CAE_TRY(cae_arg_ulong(k, &a, total));
-    CAE_TRY(cae_arg_int(k, &a, accumulate != 0));
-    return cae_launch_1d(ctx, k, total);
+    return cae_run_1d(ctx, CAE_K_tokens_copy_blocks, total,
+                      CAE_ARGS(CAE_BUF(dst), CAE_ULONG(dst_stride), CAE_BUF(src),
+                               CAE_ULONG(src_stride), CAE_ULONG(n), CAE_ULONG(total),
+                               CAE_INT(accumulate != CAE_OVERWRITE)));
 }
 
 int cae_broadcast_row(cae_ctx *ctx, cae_buf out /* [R,C] */,
                       cae_buf row /* [C] */, size_t R, size_t C)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     const size_t total = R * C;
 
     if (total == 0)
         return 0;
-    if (!(k = cae_kernel(ctx, "tokens_broadcast_row")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, out));
-    CAE_TRY(cae_arg_buf(k, &a, row));
-    CAE_TRY(cae_arg_ulong(k, &a, C));
-    CAE_TRY(cae_arg_ulong(k, &a, total));
-    return cae_launch_1d(ctx, k, total);
+    return cae_run_1d(ctx, CAE_K_tokens_broadcast_row, total,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(row), CAE_ULONG(C), CAE_ULONG(total)));
 }
 
 int cae_patchify(cae_ctx *ctx, cae_buf out /* [B,J,3*P*P] */,
                  cae_buf img /* [B,3,S,S] */, cae_buf idx /* int [B,J] */,
                  size_t B, size_t J, size_t S, size_t P)
 {
-    cl_kernel k;
-    cl_uint a = 0;
     const size_t total = B * J * 3 * P * P;
 
     if (P == 0 || S % P != 0) {
@@ -121,14 +86,7 @@ int cae_patchify(cae_ctx *ctx, cae_buf out /* [B,J,3*P*P] */,
     }
     if (total == 0)
         return 0;
-    if (!(k = cae_kernel(ctx, "tokens_patchify")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, out));
-    CAE_TRY(cae_arg_buf(k, &a, img));
-    CAE_TRY(cae_arg_buf(k, &a, idx));
-    CAE_TRY(cae_arg_ulong(k, &a, J));
-    CAE_TRY(cae_arg_ulong(k, &a, S));
-    CAE_TRY(cae_arg_ulong(k, &a, P));
-    CAE_TRY(cae_arg_ulong(k, &a, total));
-    return cae_launch_1d(ctx, k, total);
+    return cae_run_1d(ctx, CAE_K_tokens_patchify, total,
+                      CAE_ARGS(CAE_BUF(out), CAE_BUF(img), CAE_BUF(idx), CAE_ULONG(J), CAE_ULONG(S),
+                               CAE_ULONG(P), CAE_ULONG(total)));
 }

@@ -6,9 +6,13 @@
  */
 #include "runtime/gemm.h"
 
+#include "runtime/launch.h"
+#include "runtime/memory.h"
+
 #include <cblas.h>
 #include <pthread.h>
 #include <clblast_c.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CLBLAST_CHECK(call)                                                   \
@@ -21,6 +25,31 @@
             return -1;                                                        \
         }                                                                     \
     } while (0)
+
+/* A context's GEMM state (ctx->gemm) */
+struct cae_gemm {
+    cae_gemm_choice choice; /* resolved: CAE_GEMM_CLBLAST or CAE_GEMM_HOST */
+    cl_mem temp;            /* CLBlast temporary buffer, grown on demand */
+    size_t temp_bytes;
+};
+
+int cae_gemm_choice_parse(const char *text, cae_gemm_choice *out)
+{
+    if (strcmp(text, "auto") == 0)
+        *out = CAE_GEMM_AUTO;
+    else if (strcmp(text, "clblast") == 0)
+        *out = CAE_GEMM_CLBLAST;
+    else if (strcmp(text, "host") == 0)
+        *out = CAE_GEMM_HOST;
+    else
+        return -1;
+    return 0;
+}
+
+cae_gemm_choice cae_gemm_backend(const cae_ctx *ctx)
+{
+    return ctx->gemm ? ctx->gemm->choice : CAE_GEMM_AUTO;
+}
 
 /* The native kernel's argument block: host pointers to A, B and C (with
  * their offsets applied) and the GEMM's shape. */
@@ -198,11 +227,11 @@ static int clblast_temp(cae_ctx *ctx, int ta, int tb, size_t m, size_t n, size_t
     size_t need = 0;
     CLBLAST_CHECK(CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, tr(ta), tr(tb), m, n, k,
                                              a.off, lda, b.off, ldb, c.off, ldc, &ctx->queue, &need));
-    if (need > ctx->gemm_temp_bytes) {
-        cae_release(&ctx->gemm_temp);
-        ctx->gemm_temp_bytes = 0;
-        CAE_TRY(cae_alloc(ctx, need, &ctx->gemm_temp));
-        ctx->gemm_temp_bytes = need;
+    if (need > ctx->gemm->temp_bytes) {
+        cae_release(&ctx->gemm->temp);
+        ctx->gemm->temp_bytes = 0;
+        CAE_TRY(cae_alloc(ctx, need, &ctx->gemm->temp));
+        ctx->gemm->temp_bytes = need;
     }
     return 0;
 }
@@ -214,7 +243,7 @@ int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t 
     if (m == 0 || n == 0)
         return 0;
     CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
-    if (ctx->gemm == CAE_GEMM_HOST) {
+    if (ctx->gemm->choice == CAE_GEMM_HOST) {
         host_gemm_args g = {0};
         g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
         g.alpha = alpha, g.beta = beta, g.trans_a = trans_a, g.trans_b = trans_b, g.batch = 1;
@@ -223,11 +252,11 @@ int cae_gemm(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t 
     }
     CAE_TRY(clblast_temp(ctx, trans_a, trans_b, m, n, k, lda, ldb, ldc, a, b, c));
     /* with profiling, CLBlast's event (its last kernel) is kept */
-    if (ctx->gemm_temp)
+    if (ctx->gemm->temp)
         CLBLAST_CHECK(CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n,
                                                  k, alpha, a.mem, a.off, lda, b.mem, b.off, ldb, beta,
                                                  c.mem, c.off, ldc, &ctx->queue,
-                                                 ctx->profiling ? &ev : NULL, ctx->gemm_temp));
+                                                 ctx->profiling ? &ev : NULL, ctx->gemm->temp));
     else /* this shape needs no temporary buffer */
         CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor, tr(trans_a), tr(trans_b), m, n, k, alpha,
                                    a.mem, a.off, lda, b.mem, b.off, ldb, beta, c.mem, c.off, ldc,
@@ -245,7 +274,7 @@ int cae_gemm_batched(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
     if (m == 0 || n == 0 || batch == 0)
         return 0;
     CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
-    if (ctx->gemm == CAE_GEMM_HOST) {
+    if (ctx->gemm->choice == CAE_GEMM_HOST) {
         host_gemm_args g = {0};
         g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
         g.stride_a = stride_a, g.stride_b = stride_b, g.stride_c = stride_c, g.batch = batch;
@@ -268,7 +297,7 @@ int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
     if (m == 0 || n == 0 || outer.count == 0 || inner.count == 0)
         return 0;
     CAE_TRY(check_dims(m, n, k, lda, ldb, ldc));
-    if (ctx->gemm == CAE_GEMM_HOST) {
+    if (ctx->gemm->choice == CAE_GEMM_HOST) {
         host_gemm_args g = {0};
         g.m = m, g.n = n, g.k = k, g.lda = lda, g.ldb = ldb, g.ldc = ldc;
         g.stride_a = inner.stride_a, g.stride_b = inner.stride_b, g.stride_c = inner.stride_c;
@@ -367,7 +396,11 @@ int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
                    ctx->device_name);
         return -1;
     }
-    ctx->gemm = choice;
+    if (!ctx->gemm && !(ctx->gemm = calloc(1, sizeof *ctx->gemm))) {
+        cae_errorf("out of host memory");
+        return -1;
+    }
+    ctx->gemm->choice = choice;
     if (choice == CAE_GEMM_HOST) {
         host_threads = openblas_get_num_threads();
         if (host_threads_limit > 0 && host_threads > host_threads_limit)
@@ -385,11 +418,14 @@ void cae_gemm_limit_host_threads(int n)
 
 void cae_gemm_free(cae_ctx *ctx)
 {
-    cae_release(&ctx->gemm_temp);
-    ctx->gemm_temp_bytes = 0;
+    if (!ctx->gemm)
+        return;
+    cae_release(&ctx->gemm->temp);
     /* CLBlast caches programs built for this context; drop them while the
      * context still exists rather than in its exit-time destructors, which
      * would release them after the driver's own teardown */
-    if (ctx->gemm == CAE_GEMM_CLBLAST)
+    if (ctx->gemm->choice == CAE_GEMM_CLBLAST)
         CLBlastClearCache();
+    free(ctx->gemm);
+    ctx->gemm = NULL;
 }

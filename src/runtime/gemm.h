@@ -4,12 +4,18 @@
  * CLBlast runs it on the device; the host back end enqueues the host CBLAS
  * as a native kernel in the same in-order queue (CPU devices that run native
  * kernels, such as PoCL), so no host round trip or queue wait is needed.
- * ctx->gemm says which back end runs.
+ * This module owns the choice of back end (cae_gemm_backend says which one
+ * runs) and CLBlast's temporary buffer, both kept per context.
  */
 #ifndef CAE_GEMM_H
 #define CAE_GEMM_H
 
-#include "runtime/runtime.h"
+#include "runtime/ctx.h"
+
+typedef enum { CAE_GEMM_AUTO, CAE_GEMM_CLBLAST, CAE_GEMM_HOST } cae_gemm_choice;
+
+/* Parse "auto", "clblast" or "host"; -1 on anything else. */
+int cae_gemm_choice_parse(const char *text, cae_gemm_choice *out);
 
 /* A [M,K] (or [K,M] when trans_a), B [K,N] (or [N,K] when trans_b), C [M,N];
  * lda/ldb/ldc are row strides in elements. */
@@ -37,9 +43,13 @@ int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
                         float alpha, cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta,
                         cae_buf c, size_t ldc, cae_gemm_batch outer, cae_gemm_batch inner);
 
-/* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end. */
+/* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end
+ * (again on a prepared context: switch to it). */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
 void cae_gemm_free(cae_ctx *ctx);
+/* The back end that runs: CAE_GEMM_CLBLAST or CAE_GEMM_HOST (CAE_GEMM_AUTO
+ * before cae_gemm_init). */
+cae_gemm_choice cae_gemm_backend(const cae_ctx *ctx);
 /* CLBlastOverrideParameters for one kernel's parameter set (single
  * precision); 0, or -1 reported. */
 int cae_gemm_override(cl_device_id device, const char *kernel, const char *const *names,

@@ -371,11 +371,11 @@ static int get_kernels(cae_dalle *d)
         }
         d->cpu_shapes = strcmp(env, "cpu") == 0;
     }
-    d->k_im2col = cae_kernel(d->ctx, d->cpu_shapes ? "conv_im2col_rows" : "conv_im2col");
-    d->k_bias = cae_kernel(d->ctx, "conv_bias_act");
-    d->k_pool = cae_kernel(d->ctx, "conv_maxpool2");
-    d->k_argmax = cae_kernel(d->ctx, "conv_argmax_gather");
-    return d->k_im2col && d->k_bias && d->k_pool && d->k_argmax ? 0 : -1;
+    d->k_im2col = d->ctx->kernel[d->cpu_shapes ? CAE_K_conv_im2col_rows : CAE_K_conv_im2col];
+    d->k_bias = d->ctx->kernel[CAE_K_conv_bias_act];
+    d->k_pool = d->ctx->kernel[CAE_K_conv_maxpool2];
+    d->k_argmax = d->ctx->kernel[CAE_K_conv_argmax_gather];
+    return 0;
 }
 
 int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch, int image_size)

@@ -94,21 +94,15 @@ static int clip_coef(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm
 {
     cae_ctx *ctx = o->ctx;
     const cae_param_table *t = o->t;
-    cl_kernel k;
-    cl_uint a = 0;
 
     for (int c = 0; c < t->n_chunks; c++)
         CAE_TRY(cae_sum_squares(ctx, (cae_buf){o->partials, (size_t)c},
                                 (cae_buf){o->grads->mem[c], 0}, t->chunk_elems[c],
                                 (cae_buf){o->scratch, 0}));
-    if (!(k = cae_kernel(ctx, "adamw_clip_coef")))
-        return -1;
-    CAE_TRY(cae_arg_buf(k, &a, grad_norm));
-    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->scale, 0}));
-    CAE_TRY(cae_arg_buf(k, &a, (cae_buf){o->partials, 0}));
-    CAE_TRY(cae_arg_ulong(k, &a, (cl_ulong)t->n_chunks));
-    CAE_TRY(cae_arg_float(k, &a, h->clip_grad > 0 ? (float)h->clip_grad : 0.0f));
-    return cae_launch_1d(ctx, k, 1);
+    return cae_run_1d(ctx, CAE_K_adamw_clip_coef, 1,
+                      CAE_ARGS(CAE_BUF(grad_norm), CAE_BUF(((cae_buf){o->scale, 0})),
+                               CAE_BUF(((cae_buf){o->partials, 0})), CAE_ULONG((cl_ulong)t->n_chunks),
+                               CAE_FLOAT(h->clip_grad > 0 ? (float)h->clip_grad : 0.0f)));
 }
 
 /* adamw_update over elements [off, off + n) of buffer c, of which the
@@ -165,8 +159,7 @@ int cae_adamw_step_scaled(cae_adamw *o, const cae_adamw_hparams *h, const double
         }
     }
     CAE_TRY(clip_coef(o, h, grad_norm));
-    if (!(k = cae_kernel(ctx, "adamw_update")))
-        return -1;
+    k = ctx->kernel[CAE_K_adamw_update];
     if (!lr_scale) {
         /* one launch per buffer: its decayed prefix and undecayed rest */
         for (int c = 0; c < t->n_chunks; c++)

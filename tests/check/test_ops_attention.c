@@ -855,7 +855,7 @@ static mha mha_separate(size_t B, size_t Nq, size_t Nk, size_t H, size_t dh)
 /* _i: the attention core (0 GEMMs, 1 fused) */
 static void use_core(int fused)
 {
-    tu_ctx()->attention_fused = fused;
+    cae_mha_set_fused(tu_ctx(), fused);
 }
 
 START_TEST(test_mha_self)
