@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "train/optim.h"
 #include "model/params.h"
 #include "safetensors/safetensors.h"
 #include "train/schedule.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 
 #define TOL 1e-5
 #define STEPS 3
@@ -594,25 +594,17 @@ START_TEST(test_schedule_edges)
 }
 END_TEST
 
-static TCase *tcase(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 300); /* a cold PoCL compile is slow */
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
     size_t n_limits = sizeof chunk_limits / sizeof *chunk_limits;
-    TCase *tc = tcase(s, "layout");
+    TCase *tc = tu_tcase(s, "layout", 300);
     tcase_add_test(tc, test_layout_models);
     tcase_add_test(tc, test_layout_fixture);
-    tc = tcase(s, "schedule");
+    tc = tu_tcase(s, "schedule", 300);
     tcase_add_test(tc, test_schedule_fixture);
     tcase_add_test(tc, test_schedule_edges);
-    tc = tcase(s, "adamw");
+    tc = tu_tcase(s, "adamw", 300);
     tcase_add_loop_test(tc, test_adamw_clip, 0, (int)n_limits);
     tcase_add_loop_test(tc, test_adamw_noclip, 0, (int)n_limits);
     tcase_add_test(tc, test_adamw_resume);
@@ -621,12 +613,4 @@ static Suite *optim_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(optim_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TU_MAIN(optim_suite)

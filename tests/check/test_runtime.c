@@ -4,7 +4,7 @@
 #include "runtime/gemm.h"
 #include "model/params.h"
 #include "runtime/runtime.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -277,13 +277,10 @@ START_TEST(test_kernel_binary_cache)
 }
 END_TEST
 
-int main(void)
+static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
-    TCase *tc = tcase_create("runtime");
-    SRunner *sr;
-    int failed;
-    tcase_set_timeout(tc, 300);
+    TCase *tc = tu_tcase(s, "runtime", 300);
     tcase_add_test(tc, test_fill_and_copy);
     tcase_add_test(tc, test_missing_kernel_is_reported);
     tcase_add_test(tc, test_alloc_limit);
@@ -294,10 +291,7 @@ int main(void)
     tcase_add_test(tc, test_device_selection_errors);
     tcase_add_test(tc, test_config_validation);
     tcase_add_test(tc, test_kernel_binary_cache);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+TU_MAIN(runtime_suite)

@@ -8,8 +8,10 @@
    mkdtemp folder per test. */
 #include "safetensors/safetensors.h"
 
-#include "capture.h"
-#include "scratch.h"
+#include "tests/common/capture.h"
+#include "tests/common/scratch.h"
+
+#include "tests/common/hostutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -812,35 +814,31 @@ static Suite *safetensors_suite(void)
     Suite *s = suite_create("safetensors");
     TCase *tc;
 
-    tc = tcase_create("round_trip");
+    tc = tu_tcase(s, "round_trip", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_dtype_table);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_round_trip_empty);
     tcase_add_test(tc, test_read_hand_made);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("corrupt");
+    tc = tu_tcase(s, "corrupt", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_bad_raw, 0, (int)N_RAW);
     tcase_add_test(tc, test_bad_path);
     tcase_add_loop_test(tc, test_bad_header, 0, (int)N_BAD);
     tcase_add_test(tc, test_bad_header_cut);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("expect_and_writer");
+    tc = tu_tcase(s, "expect_and_writer", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_expect);
     tcase_add_test(tc, test_writer_refuses);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("atomic");
+    tc = tu_tcase(s, "atomic", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_atomic_readonly_folder);
     tcase_add_test(tc, test_atomic_path_is_directory);
     tcase_add_test(tc, test_atomic_write_fails_midway);
     tcase_add_test(tc, test_atomic_stale_temporary);
-    suite_add_tcase(s, tc);
     return s;
 }
 
