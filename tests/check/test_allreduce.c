@@ -428,13 +428,9 @@ static Suite *allreduce_suite(void)
 {
     Suite *s = suite_create("allreduce");
     TCase *tc = tu_tcase(s, "allreduce", 300);
-    tcase_add_test(tc, test_average_one_buffer);
-    tcase_add_test(tc, test_average_split_arena);
-    tcase_add_test(tc, test_average_large);
-    tcase_add_test(tc, test_finish_without_ready);
-    tcase_add_test(tc, test_bucket_counts);
-    tcase_add_test(tc, test_world_of_one);
-    tcase_add_test(tc, test_bad_arguments);
+    TU_ADD_TESTS(tc, test_average_one_buffer, test_average_split_arena, test_average_large,
+                 test_finish_without_ready, test_bucket_counts, test_world_of_one,
+                 test_bad_arguments);
     return s;
 }
 

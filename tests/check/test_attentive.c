@@ -301,12 +301,8 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("attentive");
     TCase *t = tu_tcase(s, "fixtures", 300);
-    tcase_add_test(t, test_bn_fixture);
-    tcase_add_test(t, test_lars_fixture);
-    tcase_add_test(t, test_sgd_fixture);
-    tcase_add_test(t, test_sgd_parse);
-    tcase_add_test(t, test_attentive_fixture);
-    tcase_add_test(t, test_attentive_table_and_init);
+    TU_ADD_TESTS(t, test_bn_fixture, test_lars_fixture, test_sgd_fixture, test_sgd_parse,
+                 test_attentive_fixture, test_attentive_table_and_init);
     return s;
 }
 

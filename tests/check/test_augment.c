@@ -713,29 +713,15 @@ static Suite *augment_suite(void)
     Suite *s = suite_create("augment");
     TCase *tc = tu_tcase(s, "pillow", 300);
     tcase_add_unchecked_fixture(tc, fx_open, fx_close);
-    tcase_add_test(tc, test_resize_pillow);
-    tcase_add_test(tc, test_resize_view);
-    tcase_add_test(tc, test_jitter_pillow);
-    tcase_add_test(tc, test_augment_pillow);
+    TU_ADD_TESTS(tc, test_resize_pillow, test_resize_view, test_jitter_pillow, test_augment_pillow);
 
     tc = tu_tcase(s, "random", 300);
-    tcase_add_test(tc, test_resize_refusals);
-    tcase_add_test(tc, test_filter_parse);
-    tcase_add_test(tc, test_seed_determinism);
-    tcase_add_test(tc, test_flip_half);
-    tcase_add_test(tc, test_flip_mirrors);
-    tcase_add_test(tc, test_crop_bounds);
-    tcase_add_test(tc, test_crop_fallback);
-    tcase_add_test(tc, test_jitter_plan);
-    tcase_add_test(tc, test_view_ranges);
-    tcase_add_test(tc, test_normalization);
-    tcase_add_test(tc, test_augment_refusals);
+    TU_ADD_TESTS(tc, test_resize_refusals, test_filter_parse, test_seed_determinism, test_flip_half,
+                 test_flip_mirrors, test_crop_bounds, test_crop_fallback, test_jitter_plan,
+                 test_view_ranges, test_normalization, test_augment_refusals);
 
     tc = tu_tcase(s, "masking", 300);
-    tcase_add_test(tc, test_mask_exact_count);
-    tcase_add_test(tc, test_mask_seeds);
-    tcase_add_test(tc, test_mask_regions);
-    tcase_add_test(tc, test_mask_refusals);
+    TU_ADD_TESTS(tc, test_mask_exact_count, test_mask_seeds, test_mask_regions, test_mask_refusals);
     return s;
 }
 

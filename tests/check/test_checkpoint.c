@@ -616,15 +616,9 @@ static Suite *checkpoint_suite(void)
     Suite *s = suite_create("checkpoint");
     TCase *tc = tu_tcase(s, "checkpoint", 300);
     tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
-    tcase_add_test(tc, test_round_trip);
-    tcase_add_test(tc, test_weights_only);
-    tcase_add_test(tc, test_other_model_refused);
-    tcase_add_test(tc, test_truncated_refused);
-    tcase_add_test(tc, test_latest);
-    tcase_add_test(tc, test_read_only_folder);
-    tcase_add_test(tc, test_failed_save_keeps_old);
-    tcase_add_test(tc, test_frozen_gammas);
-    tcase_add_test(tc, test_bad_arguments);
+    TU_ADD_TESTS(tc, test_round_trip, test_weights_only, test_other_model_refused,
+                 test_truncated_refused, test_latest, test_read_only_folder,
+                 test_failed_save_keeps_old, test_frozen_gammas, test_bad_arguments);
     return s;
 }
 

@@ -738,18 +738,11 @@ static Suite *cls_augment_suite(void)
     TCase *ops = tu_tcase(s, "pillow", 60), *mix = tu_tcase(s, "mixup", 60);
     TCase *rnd = tu_tcase(s, "random", 300);
     tcase_add_checked_fixture(ops, fx_open_ops, fx_close);
-    tcase_add_test(ops, test_ops_pillow);
-    tcase_add_test(ops, test_eval_transform);
+    TU_ADD_TESTS(ops, test_ops_pillow, test_eval_transform);
     tcase_add_checked_fixture(mix, fx_open_mixup, fx_close);
     tcase_add_test(mix, test_mixup_fixture);
-    tcase_add_test(rnd, test_parse);
-    tcase_add_test(rnd, test_randaug_draw_stats);
-    tcase_add_test(rnd, test_randaug_policy);
-    tcase_add_test(rnd, test_random_erasing);
-    tcase_add_test(rnd, test_train_transform);
-    tcase_add_test(rnd, test_small_input);
-    tcase_add_test(rnd, test_train_throughput);
-    tcase_add_test(rnd, test_mixup_draws);
+    TU_ADD_TESTS(rnd, test_parse, test_randaug_draw_stats, test_randaug_policy, test_random_erasing,
+                 test_train_transform, test_small_input, test_train_throughput, test_mixup_draws);
     return s;
 }
 

@@ -302,9 +302,7 @@ static Suite *conformance_suite(void)
     tcase_add_loop_test(tc, test_fixture_host, 0, n);
     tcase_add_loop_test(tc, test_fixture_clblast, 0, n);
     tcase_add_loop_test(tc, test_fixture_fused, 0, n);
-    tcase_add_test(tc, test_split_arena);
-    tcase_add_test(tc, test_drop_path_deterministic);
-    tcase_add_test(tc, test_bad_inputs_refused);
+    TU_ADD_TESTS(tc, test_split_arena, test_drop_path_deterministic, test_bad_inputs_refused);
     tcase_add_loop_test(tc, test_oclgrind_step, 0, 2);
     return s;
 }

@@ -425,19 +425,12 @@ static Suite *dalle_suite(void)
     Suite *s = suite_create("dalle");
     TCase *tc = tu_tcase(s, "dalle", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_conformance_whole_batch_cpu_kernels);
-    tcase_add_test(tc, test_conformance_whole_batch_gpu_kernels);
-    tcase_add_test(tc, test_conformance_one_image_at_a_time_cpu_kernels);
-    tcase_add_test(tc, test_conformance_one_image_at_a_time_gpu_kernels);
-    tcase_add_test(tc, test_conformance_8x8);
-    tcase_add_test(tc, test_index_out_of_range);
-    tcase_add_test(tc, test_missing_file);
-    tcase_add_test(tc, test_missing_tensor);
-    tcase_add_test(tc, test_wrong_shape);
-    tcase_add_test(tc, test_wrong_dtype);
-    tcase_add_test(tc, test_unexpected_tensor);
-    tcase_add_test(tc, test_small_buffers);
-    tcase_add_test(tc, test_bad_sizes);
+    TU_ADD_TESTS(tc, test_conformance_whole_batch_cpu_kernels,
+                 test_conformance_whole_batch_gpu_kernels,
+                 test_conformance_one_image_at_a_time_cpu_kernels,
+                 test_conformance_one_image_at_a_time_gpu_kernels, test_conformance_8x8,
+                 test_index_out_of_range, test_missing_file, test_missing_tensor, test_wrong_shape,
+                 test_wrong_dtype, test_unexpected_tensor, test_small_buffers, test_bad_sizes);
     return s;
 }
 

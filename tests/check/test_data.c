@@ -982,28 +982,19 @@ static Suite *data_suite(void)
 
     tc = tu_tcase(s, "decode", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_decode_matches_pillow);
-    tcase_add_test(tc, test_decode_memory_and_reuse);
-    tcase_add_test(tc, test_decode_ycck);
-    tcase_add_test(tc, test_decode_bad_files);
+    TU_ADD_TESTS(tc, test_decode_matches_pillow, test_decode_memory_and_reuse, test_decode_ycck,
+                 test_decode_bad_files);
 
     tc = tu_tcase(s, "dataset", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_folder_order);
-    tcase_add_test(tc, test_folder_refused);
-    tcase_add_test(tc, test_fashion_mnist);
-    tcase_add_test(tc, test_fashion_mnist_split);
-    tcase_add_test(tc, test_idx_refused);
+    TU_ADD_TESTS(tc, test_folder_order, test_folder_refused, test_fashion_mnist,
+                 test_fashion_mnist_split, test_idx_refused);
 
     tc = tu_tcase(s, "loader", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_loader_workers_identical);
-    tcase_add_test(tc, test_loader_steps_and_ranks);
-    tcase_add_test(tc, test_loader_resume_and_epochs);
-    tcase_add_test(tc, test_loader_misuse);
-    tcase_add_test(tc, test_loader_replaces_unusable);
-    tcase_add_test(tc, test_loader_all_unusable);
-    tcase_add_test(tc, test_loader_throughput);
+    TU_ADD_TESTS(tc, test_loader_workers_identical, test_loader_steps_and_ranks,
+                 test_loader_resume_and_epochs, test_loader_misuse, test_loader_replaces_unusable,
+                 test_loader_all_unusable, test_loader_throughput);
     return s;
 }
 

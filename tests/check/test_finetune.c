@@ -281,8 +281,7 @@ static Suite *finetune_suite(void)
 {
     Suite *s = suite_create("finetune");
     TCase *tc = tu_tcase(s, "model", 600);
-    tcase_add_test(tc, test_fixture_step);
-    tcase_add_test(tc, test_load_encoder_file);
+    TU_ADD_TESTS(tc, test_fixture_step, test_load_encoder_file);
     return s;
 }
 

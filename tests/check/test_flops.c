@@ -121,10 +121,8 @@ static Suite *flops_suite(void)
 {
     Suite *s = suite_create("flops");
     TCase *tc = tu_tcase(s, "count", 300);
-    tcase_add_test(tc, test_hand_count);
-    tcase_add_test(tc, test_projection_and_batch);
-    tcase_add_test(tc, test_no_alignment_term);
-    tcase_add_test(tc, test_gemm_shapes);
+    TU_ADD_TESTS(tc, test_hand_count, test_projection_and_batch, test_no_alignment_term,
+                 test_gemm_shapes);
     return s;
 }
 

@@ -255,8 +255,7 @@ static Suite *mpi_suite(void)
 {
     Suite *s = suite_create("mpi");
     TCase *tc = tu_tcase(s, "equivalence", 600);
-    tcase_add_test(tc, test_two_ranks);
-    tcase_add_test(tc, test_three_ranks_uneven_buckets);
+    TU_ADD_TESTS(tc, test_two_ranks, test_three_ranks_uneven_buckets);
     return s;
 }
 

@@ -154,8 +154,7 @@ static Suite *ops_finetune_suite(void)
 {
     Suite *s = suite_create("ops_finetune");
     TCase *tc = tu_tcase(s, "ops", 300); /* a cold PoCL compile is slow */
-    tcase_add_test(tc, test_soft_ce);
-    tcase_add_test(tc, test_mean_pool);
+    TU_ADD_TESTS(tc, test_soft_ce, test_mean_pool);
     return s;
 }
 

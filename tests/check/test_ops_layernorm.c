@@ -193,10 +193,7 @@ START_TEST(test_layernorm_empty)
     ck_assert_int_eq(cae_layernorm_backward(ctx, a.buf, a.buf, a.buf, b.buf,
                                             b.buf, b.buf, b.buf, b.buf, 0, 4,
                                             0), 0);
-    float got[4];
-    tu_download(got, &a);
-    for (size_t i = 0; i < 4; i++)
-        ck_assert_float_eq(got[i], 1.0f);
+    tu_expect_filled("layernorm of nothing", &a, 1.0f);
     tu_free(&a);
     tu_free(&b);
 }

@@ -20,7 +20,6 @@
 #define TOL 2e-5    /* float device result vs double reference */
 #define FD_TOL 1e-7 /* finite differences vs analytic reference gradient */
 
-
 /* y[T,O] = x[T,I] W[O,I]^T + b (b may be NULL) */
 static void ref_linear_forward(double *y, const double *x, const double *w,
                                const double *b, size_t T, size_t I, size_t O)
@@ -173,15 +172,12 @@ START_TEST(test_linear_fd)
 }
 END_TEST
 
-
 static Suite *ops_linear_suite(void)
 {
     Suite *s = suite_create("ops_linear");
     TCase *tc = tu_tcase(s, "linear", 120);
-    tcase_add_test(tc, test_linear_forward);
-    tcase_add_test(tc, test_linear_backward);
-    tcase_add_test(tc, test_colsum_bias_add);
-    tcase_add_test(tc, test_linear_fd);
+    TU_ADD_TESTS(tc, test_linear_forward, test_linear_backward, test_colsum_bias_add,
+                 test_linear_fd);
     return s;
 }
 

@@ -269,19 +269,13 @@ START_TEST(test_mse_fd)
 }
 END_TEST
 
-
 static Suite *ops_loss_suite(void)
 {
     Suite *s = suite_create("ops_loss");
     TCase *tc = tu_tcase(s, "cross_entropy", 120); /* a cold PoCL compile is slow */
-    tcase_add_test(tc, test_ce_odd);
-    tcase_add_test(tc, test_ce_tie_flags);
-    tcase_add_test(tc, test_ce_vocab);
-    tcase_add_test(tc, test_ce_fd);
-    tcase_add_test(tc, test_ce_refuses);
+    TU_ADD_TESTS(tc, test_ce_odd, test_ce_tie_flags, test_ce_vocab, test_ce_fd, test_ce_refuses);
     tc = tu_tcase(s, "mse", 120);
-    tcase_add_test(tc, test_mse);
-    tcase_add_test(tc, test_mse_fd);
+    TU_ADD_TESTS(tc, test_mse, test_mse_fd);
     return s;
 }
 

@@ -23,7 +23,6 @@
 #define TOL 2e-5    /* float device result vs double reference */
 #define FD_TOL 1e-7 /* finite differences vs analytic reference gradient */
 
-
 /* p = softmax(q k^T) per problem, o = p v; q [BH,Nq,dh], k, v [BH,Nk,dh] */
 static void ref_attn_forward(double *o, double *p, const double *q,
                              const double *k, const double *v, size_t BH,
@@ -535,7 +534,6 @@ START_TEST(test_mha_fd)
     mha_fd_case(&c, 151);
 }
 END_TEST
-
 
 static Suite *ops_mha_suite(void)
 {

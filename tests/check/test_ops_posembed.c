@@ -75,13 +75,11 @@ START_TEST(test_sincos_shape)
 }
 END_TEST
 
-
 static Suite *ops_posembed_suite(void)
 {
     Suite *s = suite_create("ops_posembed");
     TCase *tc = tu_tcase(s, "posembed", 120);
-    tcase_add_test(tc, test_sincos_values);
-    tcase_add_test(tc, test_sincos_shape);
+    TU_ADD_TESTS(tc, test_sincos_values, test_sincos_shape);
     return s;
 }
 

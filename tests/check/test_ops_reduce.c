@@ -14,7 +14,6 @@
 
 #include <math.h>
 
-
 /* The summation order of reduce.c / reduce.cl, replayed in host float:
  * chunks of about 4096 (at most 16384 chunks), each summed in blocks of 64,
  * then the partials summed the same way. Any device must match it exactly. */
@@ -172,16 +171,12 @@ START_TEST(test_scale)
 }
 END_TEST
 
-
 static Suite *ops_reduce_suite(void)
 {
     Suite *s = suite_create("ops_reduce");
     TCase *tc = tu_tcase(s, "reduce", 120); /* a cold PoCL compile is slow */
-    tcase_add_test(tc, test_reduce_sizes);
-    tcase_add_test(tc, test_reduce_exact);
-    tcase_add_test(tc, test_reduce_empty);
-    tcase_add_test(tc, test_reduce_large);
-    tcase_add_test(tc, test_scale);
+    TU_ADD_TESTS(tc, test_reduce_sizes, test_reduce_exact, test_reduce_empty, test_reduce_large,
+                 test_scale);
     return s;
 }
 

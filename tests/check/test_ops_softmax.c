@@ -115,14 +115,11 @@ START_TEST(test_softmax_fd)
 }
 END_TEST
 
-
 static Suite *ops_softmax_suite(void)
 {
     Suite *s = suite_create("ops_softmax");
     TCase *tc = tu_tcase(s, "softmax", 120);
-    tcase_add_test(tc, test_softmax);
-    tcase_add_test(tc, test_softmax_long_rows);
-    tcase_add_test(tc, test_softmax_fd);
+    TU_ADD_TESTS(tc, test_softmax, test_softmax_long_rows, test_softmax_fd);
     return s;
 }
 

@@ -15,7 +15,6 @@
 #include <math.h>
 #include <string.h>
 
-
 /* J distinct values in [0, rows) per sample (a partial Fisher-Yates) */
 static int *unique_idx(size_t B, size_t J, size_t rows, unsigned seed)
 {
@@ -306,20 +305,13 @@ START_TEST(test_patchify_bad_index)
 }
 END_TEST
 
-
 static Suite *ops_tokens_suite(void)
 {
     Suite *s = suite_create("ops_tokens");
     TCase *tc = tu_tcase(s, "tokens", 120); /* a cold PoCL compile is slow */
-    tcase_add_test(tc, test_gather);
-    tcase_add_test(tc, test_gather_shared);
-    tcase_add_test(tc, test_gather_bad_index);
-    tcase_add_test(tc, test_scatter_add);
-    tcase_add_test(tc, test_gather_fd);
-    tcase_add_test(tc, test_copy_blocks);
-    tcase_add_test(tc, test_broadcast_row);
-    tcase_add_test(tc, test_patchify);
-    tcase_add_test(tc, test_patchify_bad_index);
+    TU_ADD_TESTS(tc, test_gather, test_gather_shared, test_gather_bad_index, test_scatter_add,
+                 test_gather_fd, test_copy_blocks, test_broadcast_row, test_patchify,
+                 test_patchify_bad_index);
     return s;
 }
 

@@ -281,16 +281,9 @@ static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
     TCase *tc = tu_tcase(s, "runtime", 300);
-    tcase_add_test(tc, test_fill_and_copy);
-    tcase_add_test(tc, test_missing_kernel_is_reported);
-    tcase_add_test(tc, test_alloc_limit);
-    tcase_add_test(tc, test_gemm_all_transposes);
-    tcase_add_test(tc, test_gemm_batched);
-    tcase_add_test(tc, test_param_table);
-    tcase_add_test(tc, test_arena_splits);
-    tcase_add_test(tc, test_device_selection_errors);
-    tcase_add_test(tc, test_config_validation);
-    tcase_add_test(tc, test_kernel_binary_cache);
+    TU_ADD_TESTS(tc, test_fill_and_copy, test_missing_kernel_is_reported, test_alloc_limit,
+                 test_gemm_all_transposes, test_gemm_batched, test_param_table, test_arena_splits,
+                 test_device_selection_errors, test_config_validation, test_kernel_binary_cache);
     return s;
 }
 

@@ -33,6 +33,12 @@ TCase *tu_tcase(Suite *s, const char *name, double timeout_s)
     return tc;
 }
 
+void tu_add_tests(TCase *tc, const TTest *const *tests, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        tcase_add_test(tc, tests[i]);
+}
+
 /* ---- host arrays: one list per process, emptied after every test ---- */
 
 static void **arrays;

@@ -31,6 +31,13 @@ int tu_main(Suite *s);
  * a checked teardown that frees the test's tu_alloc arrays. */
 TCase *tu_tcase(Suite *s, const char *name, double timeout_s);
 
+/* Adds every test to tc, in order:
+ * TU_ADD_TESTS(tc, test_forward, test_backward); */
+void tu_add_tests(TCase *tc, const TTest *const *tests, size_t n);
+#define TU_ADD_TESTS(tc, ...)                                                                      \
+    tu_add_tests((tc), (const TTest *const[]){__VA_ARGS__},                                        \
+                 sizeof((const TTest *const[]){__VA_ARGS__}) / sizeof(const TTest *))
+
 /* ---- host arrays, freed after the test (by tu_tcase's teardown) ---- */
 
 void *tu_alloc(size_t bytes); /* zeroed; never NULL (asserts) */

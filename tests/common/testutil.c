@@ -91,3 +91,12 @@ void tu_expect(const char *what, const tu_dbuf *b, const double *want, double to
     tu_download(got, b);
     tu_assert_close(what, got, want, b->n, tol);
 }
+
+void tu_expect_filled(const char *what, const tu_dbuf *b, float value)
+{
+    float *got = tu_fvec(b->n);
+    tu_download(got, b);
+    for (size_t i = 0; i < b->n; i++)
+        ck_assert_msg(got[i] == value, "%s: element %zu is %.9g, want %.9g", what, i,
+                      (double)got[i], (double)value);
+}

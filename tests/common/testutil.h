@@ -33,5 +33,8 @@ void tu_download(float *host, const tu_dbuf *b);
 void tu_free(tu_dbuf *b);
 /* Download b (canaries checked) and tu_assert_close it with want. */
 void tu_expect(const char *what, const tu_dbuf *b, const double *want, double tol);
+/* Download b (canaries checked) and assert every element equals value:
+ * what a refused or empty call must leave as it was. */
+void tu_expect_filled(const char *what, const tu_dbuf *b, float value);
 
 #endif
