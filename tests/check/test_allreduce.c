@@ -12,7 +12,8 @@
  */
 #include "mpi/allreduce.h"
 #include "mpi/dist.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
+#include "tests/common/tinymodel.h"
 
 #include <check.h>
 #include <math.h>
@@ -31,25 +32,6 @@ typedef struct {
     float **junk;  /* values before a tensor's gradient is final */
     unsigned char **covered; /* per buffer element: part of a tensor */
 } grads;
-
-static void small_config(cae_config *c)
-{
-    cae_config_defaults(c);
-    c->input_size = 8;
-    c->patch_size = 4;
-    c->embed_dim = 24;
-    c->depth = 2;
-    c->num_heads = 2;
-    c->decoder_embed_dim = 16;
-    c->regressor_depth = 1;
-    c->decoder_depth = 1;
-    c->decoder_num_heads = 2;
-    c->decoder_num_classes = 40;
-    c->layer_scale_init_value = 0.1;
-    c->decoder_layer_scale_init_value = 0.1;
-    c->num_mask_patches = 2;
-    ck_assert_int_eq(cae_config_finish(c), 0);
-}
 
 enum { SMALL, SPLIT, LARGE };
 
@@ -81,7 +63,7 @@ static void grads_new(grads *g, int mode)
     cae_config c;
     size_t limit = cae_params_chunk_limit(tu_ctx());
     int split = mode == SPLIT;
-    small_config(&c);
+    tu_tiny_pretrain_config(&c, 24, 2, 40);
     if (split) {
         size_t largest = 0;
         ck_assert_int_eq(cae_params_build(&g->t, &c, limit), 0);
@@ -442,30 +424,25 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
-int main(int argc, char **argv)
+static Suite *allreduce_suite(void)
 {
     Suite *s = suite_create("allreduce");
-    TCase *tc = tcase_create("allreduce");
-    SRunner *sr;
+    TCase *tc = tu_tcase(s, "allreduce", 300);
+    TU_ADD_TESTS(tc, test_average_one_buffer, test_average_split_arena, test_average_large,
+                 test_finish_without_ready, test_bucket_counts, test_world_of_one,
+                 test_bad_arguments);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
     int failed, worst = 0;
 
     if (cae_dist_init(&the_dist, &argc, &argv) != 0)
         return 1;
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_average_one_buffer);
-    tcase_add_test(tc, test_average_split_arena);
-    tcase_add_test(tc, test_average_large);
-    tcase_add_test(tc, test_finish_without_ready);
-    tcase_add_test(tc, test_bucket_counts);
-    tcase_add_test(tc, test_world_of_one);
-    tcase_add_test(tc, test_bad_arguments);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
     /* an OpenCL context and MPI both forbid forking the tests */
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    setenv("CK_FORK", "no", 1);
+    failed = tu_run(allreduce_suite());
     if (MPI_Allreduce(&failed, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
         worst = 1;
     if (failed)

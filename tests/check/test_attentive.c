@@ -14,12 +14,12 @@
 #include <string.h>
 
 #include "eval/attentive.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "eval/lars.h"
 #include "ops/batchnorm.h"
 #include "safetensors/safetensors.h"
 #include "eval/sgd.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 
 #define REL_TOL 1e-5
 
@@ -300,24 +300,10 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("attentive");
-    TCase *t = tcase_create("fixtures");
-    tcase_set_timeout(t, 300);
-    tcase_add_test(t, test_bn_fixture);
-    tcase_add_test(t, test_lars_fixture);
-    tcase_add_test(t, test_sgd_fixture);
-    tcase_add_test(t, test_sgd_parse);
-    tcase_add_test(t, test_attentive_fixture);
-    tcase_add_test(t, test_attentive_table_and_init);
-    suite_add_tcase(s, t);
+    TCase *t = tu_tcase(s, "fixtures", 300);
+    TU_ADD_TESTS(t, test_bn_fixture, test_lars_fixture, test_sgd_fixture, test_sgd_parse,
+                 test_attentive_fixture, test_attentive_table_and_init);
     return s;
 }
 
-int main(void)
-{
-    SRunner *r = srunner_create(suite());
-    int failed;
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed ? 1 : 0;
-}
+TU_MAIN(suite)

@@ -14,8 +14,10 @@
 #include "data/augment_internal.h"
 #include "data/image.h"
 #include "data/masking.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "safetensors/safetensors.h"
+
+#include "tests/common/hostutil.h"
 
 #include <check.h>
 #include <math.h>
@@ -709,46 +711,18 @@ END_TEST
 static Suite *augment_suite(void)
 {
     Suite *s = suite_create("augment");
-    TCase *tc = tcase_create("pillow");
+    TCase *tc = tu_tcase(s, "pillow", 300);
     tcase_add_unchecked_fixture(tc, fx_open, fx_close);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_resize_pillow);
-    tcase_add_test(tc, test_resize_view);
-    tcase_add_test(tc, test_jitter_pillow);
-    tcase_add_test(tc, test_augment_pillow);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_resize_pillow, test_resize_view, test_jitter_pillow, test_augment_pillow);
 
-    tc = tcase_create("random");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_resize_refusals);
-    tcase_add_test(tc, test_filter_parse);
-    tcase_add_test(tc, test_seed_determinism);
-    tcase_add_test(tc, test_flip_half);
-    tcase_add_test(tc, test_flip_mirrors);
-    tcase_add_test(tc, test_crop_bounds);
-    tcase_add_test(tc, test_crop_fallback);
-    tcase_add_test(tc, test_jitter_plan);
-    tcase_add_test(tc, test_view_ranges);
-    tcase_add_test(tc, test_normalization);
-    tcase_add_test(tc, test_augment_refusals);
-    suite_add_tcase(s, tc);
+    tc = tu_tcase(s, "random", 300);
+    TU_ADD_TESTS(tc, test_resize_refusals, test_filter_parse, test_seed_determinism, test_flip_half,
+                 test_flip_mirrors, test_crop_bounds, test_crop_fallback, test_jitter_plan,
+                 test_view_ranges, test_normalization, test_augment_refusals);
 
-    tc = tcase_create("masking");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_mask_exact_count);
-    tcase_add_test(tc, test_mask_seeds);
-    tcase_add_test(tc, test_mask_regions);
-    tcase_add_test(tc, test_mask_refusals);
-    suite_add_tcase(s, tc);
+    tc = tu_tcase(s, "masking", 300);
+    TU_ADD_TESTS(tc, test_mask_exact_count, test_mask_seeds, test_mask_regions, test_mask_refusals);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(augment_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
-}
+TU_MAIN(augment_suite)

@@ -11,14 +11,15 @@
  */
 #include "model/cae_config.h"
 #include "train/checkpoint.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "model/params.h"
 #include "runtime/runtime.h"
 #include "safetensors/safetensors.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
+#include "tests/common/tinymodel.h"
 
-#include "capture.h"
-#include "scratch.h"
+#include "tests/common/capture.h"
+#include "tests/common/scratch.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -43,29 +44,10 @@ typedef struct {
 
 static char base[256]; /* this test's scratch folder */
 
-static void tiny_config(cae_config *c, int embed_dim, int depth)
-{
-    cae_config_defaults(c);
-    c->input_size = 8;
-    c->patch_size = 4;
-    c->embed_dim = embed_dim;
-    c->depth = depth;
-    c->num_heads = 2;
-    c->decoder_embed_dim = 16;
-    c->regressor_depth = 1;
-    c->decoder_depth = 1;
-    c->decoder_num_heads = 2;
-    c->decoder_num_classes = 24;
-    c->layer_scale_init_value = 0.1;
-    c->decoder_layer_scale_init_value = 0.1;
-    c->num_mask_patches = 2;
-    ck_assert_int_eq(cae_config_finish(c), 0);
-}
-
 static void model_new(model *m, int embed_dim, int depth, size_t chunk_bytes)
 {
     cae_config c;
-    tiny_config(&c, embed_dim, depth);
+    tu_tiny_pretrain_config(&c, embed_dim, depth, 24);
     ck_assert_int_eq(cae_params_build(&m->t, &c, chunk_bytes ? chunk_bytes
                                                              : cae_params_chunk_limit(tu_ctx())), 0);
     for (int k = 0; k < 3; k++)
@@ -572,7 +554,7 @@ START_TEST(test_frozen_gammas)
     char path[300], *err;
     int64_t shape[1] = {16};
 
-    tiny_config(&c, 16, 1);
+    tu_tiny_pretrain_config(&c, 16, 1, 24);
     c.decoder_layer_scale_init_value = 0;
     ck_assert_int_eq(cae_params_build(&m.t, &c, cae_params_chunk_limit(tu_ctx())), 0);
     ck_assert_ptr_null(cae_params_find(&m.t, gammas[0]));
@@ -629,28 +611,15 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
-int main(void)
+static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
-    TCase *tc = tcase_create("checkpoint");
-    SRunner *sr;
-    int failed;
-
+    TCase *tc = tu_tcase(s, "checkpoint", 300);
     tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_round_trip);
-    tcase_add_test(tc, test_weights_only);
-    tcase_add_test(tc, test_other_model_refused);
-    tcase_add_test(tc, test_truncated_refused);
-    tcase_add_test(tc, test_latest);
-    tcase_add_test(tc, test_read_only_folder);
-    tcase_add_test(tc, test_failed_save_keeps_old);
-    tcase_add_test(tc, test_frozen_gammas);
-    tcase_add_test(tc, test_bad_arguments);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    TU_ADD_TESTS(tc, test_round_trip, test_weights_only, test_other_model_refused,
+                 test_truncated_refused, test_latest, test_read_only_folder,
+                 test_failed_save_keeps_old, test_frozen_gammas, test_bad_arguments);
+    return s;
 }
+
+TU_MAIN(checkpoint_suite)

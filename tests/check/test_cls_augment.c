@@ -22,8 +22,10 @@
 #include "data/mixup.h"
 #include "data/randaug.h"
 #include "data/rng.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "safetensors/safetensors.h"
+
+#include "tests/common/hostutil.h"
 
 #include <check.h>
 #include <math.h>
@@ -730,32 +732,18 @@ START_TEST(test_mixup_draws)
 }
 END_TEST
 
-int main(void)
+static Suite *cls_augment_suite(void)
 {
     Suite *s = suite_create("cls_augment");
-    TCase *ops = tcase_create("pillow"), *mix = tcase_create("mixup"), *rnd = tcase_create("random");
+    TCase *ops = tu_tcase(s, "pillow", 60), *mix = tu_tcase(s, "mixup", 60);
+    TCase *rnd = tu_tcase(s, "random", 300);
     tcase_add_checked_fixture(ops, fx_open_ops, fx_close);
-    tcase_add_test(ops, test_ops_pillow);
-    tcase_add_test(ops, test_eval_transform);
-    tcase_set_timeout(ops, 60);
+    TU_ADD_TESTS(ops, test_ops_pillow, test_eval_transform);
     tcase_add_checked_fixture(mix, fx_open_mixup, fx_close);
     tcase_add_test(mix, test_mixup_fixture);
-    tcase_set_timeout(mix, 60);
-    tcase_add_test(rnd, test_parse);
-    tcase_add_test(rnd, test_randaug_draw_stats);
-    tcase_add_test(rnd, test_randaug_policy);
-    tcase_add_test(rnd, test_random_erasing);
-    tcase_add_test(rnd, test_train_transform);
-    tcase_add_test(rnd, test_small_input);
-    tcase_add_test(rnd, test_train_throughput);
-    tcase_add_test(rnd, test_mixup_draws);
-    tcase_set_timeout(rnd, 300);
-    suite_add_tcase(s, ops);
-    suite_add_tcase(s, mix);
-    suite_add_tcase(s, rnd);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    TU_ADD_TESTS(rnd, test_parse, test_randaug_draw_stats, test_randaug_policy, test_random_erasing,
+                 test_train_transform, test_small_input, test_train_throughput, test_mixup_draws);
+    return s;
 }
+
+TU_MAIN(cls_augment_suite)

@@ -6,6 +6,8 @@
  * L2 1e-4). Also: one run with the arenas split into small buffers, and the
  * smallest fixture under oclgrind, where any report fails the test.
  */
+#include "tests/common/hostutil.h"
+
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -292,24 +294,17 @@ START_TEST(test_oclgrind_step)
 }
 END_TEST
 
-int main(void)
+static Suite *conformance_suite(void)
 {
     Suite *s = suite_create("conformance");
-    TCase *tc = tcase_create("fixtures");
-    SRunner *sr;
-    int failed, n = (int)(sizeof fixtures / sizeof fixtures[0]);
-    tcase_set_timeout(tc, 1800);
+    TCase *tc = tu_tcase(s, "fixtures", 1800);
+    int n = (int)(sizeof fixtures / sizeof fixtures[0]);
     tcase_add_loop_test(tc, test_fixture_host, 0, n);
     tcase_add_loop_test(tc, test_fixture_clblast, 0, n);
     tcase_add_loop_test(tc, test_fixture_fused, 0, n);
-    tcase_add_test(tc, test_split_arena);
-    tcase_add_test(tc, test_drop_path_deterministic);
-    tcase_add_test(tc, test_bad_inputs_refused);
+    TU_ADD_TESTS(tc, test_split_arena, test_drop_path_deterministic, test_bad_inputs_refused);
     tcase_add_loop_test(tc, test_oclgrind_step, 0, 2);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return s;
 }
+
+TU_MAIN(conformance_suite)

@@ -14,13 +14,13 @@
  * Bad inputs: a missing file, a missing, misshapen, mistyped or unexpected
  * tensor, and a bad batch or image size are each refused with one stderr
  * line naming the path or tensor. */
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "safetensors/safetensors.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 #include "tokenizer/dalle.h"
 
-#include "capture.h"
-#include "scratch.h"
+#include "tests/common/capture.h"
+#include "tests/common/scratch.h"
 
 #include <check.h>
 #include <errno.h>
@@ -420,31 +420,18 @@ START_TEST(test_bad_sizes)
 }
 END_TEST
 
-int main(void)
+static Suite *dalle_suite(void)
 {
     Suite *s = suite_create("dalle");
-    TCase *tc = tcase_create("dalle");
-    SRunner *sr;
-    int failed;
+    TCase *tc = tu_tcase(s, "dalle", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_conformance_whole_batch_cpu_kernels);
-    tcase_add_test(tc, test_conformance_whole_batch_gpu_kernels);
-    tcase_add_test(tc, test_conformance_one_image_at_a_time_cpu_kernels);
-    tcase_add_test(tc, test_conformance_one_image_at_a_time_gpu_kernels);
-    tcase_add_test(tc, test_conformance_8x8);
-    tcase_add_test(tc, test_index_out_of_range);
-    tcase_add_test(tc, test_missing_file);
-    tcase_add_test(tc, test_missing_tensor);
-    tcase_add_test(tc, test_wrong_shape);
-    tcase_add_test(tc, test_wrong_dtype);
-    tcase_add_test(tc, test_unexpected_tensor);
-    tcase_add_test(tc, test_small_buffers);
-    tcase_add_test(tc, test_bad_sizes);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    TU_ADD_TESTS(tc, test_conformance_whole_batch_cpu_kernels,
+                 test_conformance_whole_batch_gpu_kernels,
+                 test_conformance_one_image_at_a_time_cpu_kernels,
+                 test_conformance_one_image_at_a_time_gpu_kernels, test_conformance_8x8,
+                 test_index_out_of_range, test_missing_file, test_missing_tensor, test_wrong_shape,
+                 test_wrong_dtype, test_unexpected_tensor, test_small_buffers, test_bad_sizes);
+    return s;
 }
+
+TU_MAIN(dalle_suite)

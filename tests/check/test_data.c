@@ -7,9 +7,9 @@
    line naming it, and the 20000x20000 headers refused before any pixel
    buffer is allocated.
    Data sets: the ImageFolder order equals torchvision's (folder-order.txt);
-   folders without images refused; Fashion-MNIST opens (skipped when
-   /usr/share/datasets/fashion-mnist is missing) and broken IDX files made
-   here are refused.
+   folders without images refused; Fashion-MNIST opens, and its train and
+   test splits by name (skipped when /usr/share/datasets/fashion-mnist is
+   missing), and broken IDX files made here are refused.
    Loader: the same bytes for 0, 1 and 3 workers and rings of 1 and 4;
    steps per epoch; ranks of one epoch take disjoint samples; a resumed
    epoch equals the tail of a full one; epochs differ; an unusable image is
@@ -18,10 +18,12 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/loader.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 
-#include "capture.h"
-#include "scratch.h"
+#include "tests/common/capture.h"
+#include "tests/common/scratch.h"
+
+#include "tests/common/hostutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -947,50 +949,53 @@ START_TEST(test_loader_throughput)
 }
 END_TEST
 
+/* ---- the Fashion-MNIST test split ---- */
+
+START_TEST(test_fashion_mnist_split)
+{
+    const char *dir = getenv("CAE_FASHION_MNIST_DIR");
+    char path[4096];
+    cae_dataset *tr = NULL, *te = NULL;
+    snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte.gz",
+             dir && *dir ? dir : CAE_FASHION_MNIST_DIR);
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "Fashion-MNIST not installed: split test skipped\n");
+        return;
+    }
+    ck_assert_int_eq(cae_dataset_open_split(&tr, NULL, "train"), 0);
+    ck_assert_int_eq(cae_dataset_open_split(&te, "", "val"), 0);
+    ck_assert_uint_eq(cae_dataset_len(tr), 60000);
+    ck_assert_uint_eq(cae_dataset_len(te), 10000);
+    ck_assert_uint_eq(cae_dataset_num_classes(te), 10);
+    ck_assert_ptr_nonnull(strstr(cae_dataset_describe(te), "(t10k)"));
+    /* the first test image's label is 9 (ankle boot) in the published set */
+    ck_assert_int_eq(cae_dataset_label(te, 0), 9);
+    cae_dataset_free(tr);
+    cae_dataset_free(te);
+}
+END_TEST
+
 static Suite *data_suite(void)
 {
     Suite *s = suite_create("data");
     TCase *tc;
 
-    tc = tcase_create("decode");
+    tc = tu_tcase(s, "decode", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_decode_matches_pillow);
-    tcase_add_test(tc, test_decode_memory_and_reuse);
-    tcase_add_test(tc, test_decode_ycck);
-    tcase_add_test(tc, test_decode_bad_files);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_decode_matches_pillow, test_decode_memory_and_reuse, test_decode_ycck,
+                 test_decode_bad_files);
 
-    tc = tcase_create("dataset");
+    tc = tu_tcase(s, "dataset", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_folder_order);
-    tcase_add_test(tc, test_folder_refused);
-    tcase_add_test(tc, test_fashion_mnist);
-    tcase_add_test(tc, test_idx_refused);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_folder_order, test_folder_refused, test_fashion_mnist,
+                 test_fashion_mnist_split, test_idx_refused);
 
-    tc = tcase_create("loader");
+    tc = tu_tcase(s, "loader", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_loader_workers_identical);
-    tcase_add_test(tc, test_loader_steps_and_ranks);
-    tcase_add_test(tc, test_loader_resume_and_epochs);
-    tcase_add_test(tc, test_loader_misuse);
-    tcase_add_test(tc, test_loader_replaces_unusable);
-    tcase_add_test(tc, test_loader_all_unusable);
-    tcase_add_test(tc, test_loader_throughput);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_loader_workers_identical, test_loader_steps_and_ranks,
+                 test_loader_resume_and_epochs, test_loader_misuse, test_loader_replaces_unusable,
+                 test_loader_all_unusable, test_loader_throughput);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(data_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TU_MAIN(data_suite)

@@ -1,8 +1,7 @@
-/* test_finetune.c: fine-tuning's pieces. The soft-target cross-entropy and
- * the mean pooling of patch tokens against double C references (and the
- * loss gradient against central finite differences); one whole fine-tuning
- * step of a tiny model (depth 2, width 16, 2 heads, mean pooling, fc_norm,
- * head, soft targets with smoothing) against PyTorch
+/* test_finetune.c: the fine-tuning model (src/eval/finetune_model.c; its
+ * ops are tested in test_ops_finetune.c): one whole fine-tuning step of a
+ * tiny model (depth 2, width 16, 2 heads, mean pooling, fc_norm, head, soft
+ * targets with smoothing) against PyTorch
  * (tools/reference/finetune_reference.py -> tests/fixtures/finetune/):
  * loss, logits, every gradient, the layer-decay lr scales and decay flags,
  * and one AdamW step over the official parameter groups; loading an
@@ -16,20 +15,13 @@
 #include <unistd.h>
 
 #include "eval/finetune_model.h"
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "eval/layer_decay.h"
 #include "ops/finetune.h"
 #include "train/optim.h"
 #include "safetensors/safetensors.h"
-#include "testutil.h"
-
-static float *rand_f(size_t n, float lo, float hi, unsigned seed)
-{
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    ck_assert_ptr_nonnull(x);
-    tu_random(x, n, lo, hi, seed);
-    return x;
-}
+#include "tests/common/testutil.h"
+#include "tests/common/tinymodel.h"
 
 static double rel_l2(const float *got, const double *want, size_t n)
 {
@@ -41,139 +33,6 @@ static double rel_l2(const float *got, const double *want, size_t n)
     }
     return sqrt(num / (den > 0 ? den : 1e-300));
 }
-
-/* ---- soft-target cross-entropy ---- */
-
-static void soft_ce_ref(const double *x, const double *t, size_t R, size_t K, double scale,
-                        double *loss, double *dx)
-{
-    for (size_t r = 0; r < R; r++) {
-        double m = x[r * K], se = 0, tsum = 0, l = 0, lse;
-        for (size_t k = 1; k < K; k++)
-            m = fmax(m, x[r * K + k]);
-        for (size_t k = 0; k < K; k++)
-            se += exp(x[r * K + k] - m);
-        lse = m + log(se);
-        for (size_t k = 0; k < K; k++) {
-            l += t[r * K + k] * (lse - x[r * K + k]);
-            tsum += t[r * K + k];
-        }
-        loss[r] = l;
-        for (size_t k = 0; dx && k < K; k++)
-            dx[r * K + k] = scale * (tsum * exp(x[r * K + k] - lse) - t[r * K + k]);
-    }
-}
-
-START_TEST(test_soft_ce)
-{
-    enum { R = 4, K = 7 };
-    const double scale = 1.0 / R;
-    float *x = rand_f(R * K, -3, 3, 11), *t = rand_f(R * K, 0, 1, 12);
-    float loss[R], dx[R * K];
-    double xd[R * K], td[R * K], lref[R], dref[R * K];
-    /* rows sum to 1 except the last (0.8): the gradient's sum_k t term */
-    for (size_t r = 0; r < R; r++) {
-        double s = 0;
-        for (size_t k = 0; k < K; k++)
-            s += t[r * K + k];
-        for (size_t k = 0; k < K; k++)
-            t[r * K + k] = (float)(t[r * K + k] / s * (r == R - 1 ? 0.8 : 1.0));
-    }
-    for (size_t i = 0; i < R * K; i++) {
-        xd[i] = x[i];
-        td[i] = t[i];
-    }
-    soft_ce_ref(xd, td, R, K, scale, lref, dref);
-    /* the reference gradient against central differences of the reference */
-    for (size_t i = 0; i < R * K; i += 3) {
-        double xp[R * K], lp[R], lm[R], fd = 0;
-        memcpy(xp, xd, sizeof xp);
-        xp[i] += 1e-6;
-        soft_ce_ref(xp, td, R, K, scale, lp, NULL);
-        xp[i] -= 2e-6;
-        soft_ce_ref(xp, td, R, K, scale, lm, NULL);
-        for (size_t r = 0; r < R; r++)
-            fd += scale * (lp[r] - lm[r]) / 2e-6;
-        ck_assert_msg(fabs(fd - dref[i]) < 1e-7, "reference gradient %zu: %g vs fd %g", i,
-                      dref[i], fd);
-    }
-    {
-        tu_dbuf bx = tu_upload(x, R * K), bt = tu_upload(t, R * K);
-        tu_dbuf bl = tu_filled(R, -1), bd = tu_filled(R * K, -1);
-        ck_assert_int_eq(cae_soft_cross_entropy(tu_ctx(), bd.buf, bl.buf, bx.buf, bt.buf,
-                                                (float)scale, R, K), 0);
-        tu_download(loss, &bl);
-        tu_download(dx, &bd);
-        tu_assert_close("soft CE loss", loss, lref, R, 1e-5);
-        tu_assert_close("soft CE gradient", dx, dref, R * K, 1e-5);
-        /* the kernel's gradient against central differences of the kernel's loss */
-        for (size_t i = 1; i < R * K; i += 5) {
-            float xp[R * K], lp[R], lm[R];
-            double fd = 0;
-            const float h = 1e-2f;
-            tu_dbuf bxp;
-            memcpy(xp, x, sizeof xp);
-            xp[i] += h;
-            bxp = tu_upload(xp, R * K);
-            ck_assert_int_eq(cae_soft_cross_entropy(tu_ctx(), cae_buf_null(), bl.buf, bxp.buf,
-                                                    bt.buf, 1.0f, R, K), 0);
-            tu_download(lp, &bl);
-            tu_free(&bxp);
-            xp[i] -= 2 * h;
-            bxp = tu_upload(xp, R * K);
-            ck_assert_int_eq(cae_soft_cross_entropy(tu_ctx(), cae_buf_null(), bl.buf, bxp.buf,
-                                                    bt.buf, 1.0f, R, K), 0);
-            tu_download(lm, &bl);
-            tu_free(&bxp);
-            for (size_t r = 0; r < R; r++)
-                fd += scale * ((double)lp[r] - lm[r]) / (2.0 * h);
-            ck_assert_msg(fabs(fd - dx[i]) < 2e-3, "kernel gradient %zu: %g vs fd %g", i,
-                          (double)dx[i], fd);
-        }
-        tu_free(&bx);
-        tu_free(&bt);
-        tu_free(&bl);
-        tu_free(&bd);
-    }
-    free(x);
-    free(t);
-}
-END_TEST
-
-/* ---- mean pooling of the patch tokens ---- */
-
-START_TEST(test_mean_pool)
-{
-    enum { B = 3, N = 5, C = 6 };
-    float *x = rand_f(B * (N + 1) * C, -2, 2, 21), *dout = rand_f(B * C, -1, 1, 22);
-    float y[B * C], dx[B * (N + 1) * C];
-    double yref[B * C], dref[B * (N + 1) * C];
-    tu_dbuf bx = tu_upload(x, B * (N + 1) * C), bdo = tu_upload(dout, B * C);
-    tu_dbuf by = tu_filled(B * C, -7), bdx = tu_filled(B * (N + 1) * C, -7);
-    for (size_t b = 0; b < B; b++) {
-        for (size_t c = 0; c < C; c++) {
-            double s = 0;
-            for (size_t n = 1; n <= N; n++)
-                s += x[(b * (N + 1) + n) * C + c];
-            yref[b * C + c] = s / N;
-            for (size_t n = 0; n <= N; n++)
-                dref[(b * (N + 1) + n) * C + c] = n == 0 ? 0.0 : (double)dout[b * C + c] / N;
-        }
-    }
-    ck_assert_int_eq(cae_mean_pool_forward(tu_ctx(), by.buf, bx.buf, B, N, C), 0);
-    ck_assert_int_eq(cae_mean_pool_backward(tu_ctx(), bdx.buf, bdo.buf, B, N, C), 0);
-    tu_download(y, &by);
-    tu_download(dx, &bdx);
-    tu_assert_close("mean pool", y, yref, B * C, 1e-6);
-    tu_assert_close("mean pool backward", dx, dref, B * (N + 1) * C, 1e-6);
-    tu_free(&bx);
-    tu_free(&bdo);
-    tu_free(&by);
-    tu_free(&bdx);
-    free(x);
-    free(dout);
-}
-END_TEST
 
 /* ---- the PyTorch fixture ---- */
 
@@ -207,16 +66,8 @@ static float *fx_floats(const cae_st_tensor *t)
 
 static void tiny_config(cae_config *c)
 {
-    cae_config_defaults(c);
-    c->input_size = 12;
-    c->patch_size = 4;
-    c->embed_dim = 16;
-    c->depth = 2;
-    c->num_heads = 2;
+    tu_tiny_config(c, 12, 16, 2, 16, 4);
     c->mlp_ratio = 4.0;
-    c->decoder_embed_dim = 16;
-    c->decoder_num_heads = 2;
-    c->num_mask_patches = 4;
     c->layer_scale_init_value = 0.1;
     c->drop_path = 0.0;
     c->pixel_target = 1;
@@ -429,25 +280,9 @@ END_TEST
 static Suite *finetune_suite(void)
 {
     Suite *s = suite_create("finetune");
-    TCase *tc = tcase_create("ops");
-    tcase_set_timeout(tc, 300); /* a cold PoCL compile is slow */
-    tcase_add_test(tc, test_soft_ce);
-    tcase_add_test(tc, test_mean_pool);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("model");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_fixture_step);
-    tcase_add_test(tc, test_load_encoder_file);
-    suite_add_tcase(s, tc);
+    TCase *tc = tu_tcase(s, "model", 600);
+    TU_ADD_TESTS(tc, test_fixture_step, test_load_encoder_file);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(finetune_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TU_MAIN(finetune_suite)

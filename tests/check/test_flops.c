@@ -4,6 +4,8 @@
 #include "model/flops.h"
 #include "model/gemm_shapes.h"
 
+#include "tests/common/hostutil.h"
+
 #include <check.h>
 #include <stdlib.h>
 
@@ -115,21 +117,13 @@ START_TEST(test_gemm_shapes)
 }
 END_TEST
 
-int main(void)
+static Suite *flops_suite(void)
 {
     Suite *s = suite_create("flops");
-    TCase *tc = tcase_create("count");
-    SRunner *sr;
-    int failed;
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_hand_count);
-    tcase_add_test(tc, test_projection_and_batch);
-    tcase_add_test(tc, test_no_alignment_term);
-    tcase_add_test(tc, test_gemm_shapes);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    TCase *tc = tu_tcase(s, "count", 300);
+    TU_ADD_TESTS(tc, test_hand_count, test_projection_and_batch, test_no_alignment_term,
+                 test_gemm_shapes);
+    return s;
 }
+
+TU_MAIN(flops_suite)

@@ -9,6 +9,8 @@
  */
 #include "safetensors/safetensors.h"
 
+#include "tests/common/hostutil.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -249,24 +251,22 @@ START_TEST(test_three_ranks_uneven_buckets)
 }
 END_TEST
 
-int main(void)
+static Suite *mpi_suite(void)
 {
     Suite *s = suite_create("mpi");
-    TCase *tc = tcase_create("equivalence");
-    SRunner *sr;
+    TCase *tc = tu_tcase(s, "equivalence", 600);
+    TU_ADD_TESTS(tc, test_two_ranks, test_three_ranks_uneven_buckets);
+    return s;
+}
+
+int main(void)
+{
     int failed;
     if (!mkdtemp(workdir)) {
         perror("mkdtemp");
         return 99;
     }
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_two_ranks);
-    tcase_add_test(tc, test_three_ranks_uneven_buckets);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    failed = tu_run(mpi_suite());
     if (!failed) { /* keep the runs of a failure for inspection */
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf %s", workdir);

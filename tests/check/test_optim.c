@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "fixture.h"
+#include "tests/common/fixture.h"
 #include "train/optim.h"
 #include "model/params.h"
 #include "safetensors/safetensors.h"
 #include "train/schedule.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 
 #define TOL 1e-5
 #define STEPS 3
@@ -328,17 +328,34 @@ static void check_state(optim_env *e, cae_adamw *o, const cae_st_file *f, const 
 
 static const size_t chunk_limits[] = {(size_t)1 << 30, 4096, 4100};
 
+/* The AdamW fixture's run (clip or noclip) on an environment whose arenas
+ * split at max_chunk_bytes, and a fresh optimizer over it; adamw_close
+ * frees all three. */
+static cae_adamw *adamw_open(cae_st_file *f, optim_env *e, cae_adamw_hparams *h, const char *run,
+                             size_t max_chunk_bytes)
+{
+    cae_adamw *o;
+    tu_fx_read(f, "tests/fixtures/adamw/adamw.safetensors");
+    *h = parse_run(f, run);
+    env_init(e, f, max_chunk_bytes);
+    ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e->t, &e->params, &e->grads), 0);
+    return o;
+}
+
+static void adamw_close(cae_adamw *o, optim_env *e, cae_st_file *f)
+{
+    cae_adamw_free(o);
+    env_free(e);
+    cae_st_free(f);
+}
+
 START_TEST(test_adamw_clip)
 {
     cae_st_file f;
     optim_env e;
-    cae_adamw *o;
     cae_adamw_hparams h;
-    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
-    h = parse_run(&f, "clip");
+    cae_adamw *o = adamw_open(&f, &e, &h, "clip", chunk_limits[_i]);
     ck_assert(h.clip_grad > 0);
-    env_init(&e, &f, chunk_limits[_i]);
-    ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e.t, &e.params, &e.grads), 0);
     ck_assert_uint_eq(cae_adamw_steps(o), 0);
     for (int k = 0; k < STEPS; k++) {
         char prefix[64];
@@ -356,9 +373,7 @@ START_TEST(test_adamw_clip)
         }
     }
     ck_assert_uint_eq(cae_adamw_steps(o), STEPS);
-    cae_adamw_free(o);
-    env_free(&e);
-    cae_st_free(&f);
+    adamw_close(o, &e, &f);
 }
 END_TEST
 
@@ -366,13 +381,9 @@ START_TEST(test_adamw_noclip)
 {
     cae_st_file f;
     optim_env e;
-    cae_adamw *o;
     cae_adamw_hparams h;
-    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
-    h = parse_run(&f, "noclip");
+    cae_adamw *o = adamw_open(&f, &e, &h, "noclip", chunk_limits[_i]);
     ck_assert(h.clip_grad <= 0);
-    env_init(&e, &f, chunk_limits[_i]);
-    ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e.t, &e.params, &e.grads), 0);
     for (int k = 0; k < STEPS; k++) {
         char prefix[64];
         prepare_step(&e, &f, k, &h);
@@ -383,9 +394,7 @@ START_TEST(test_adamw_noclip)
         check_arena(&e, &e.grads, &f, prefix, 0, 1);
     }
     check_state(&e, o, &f, "noclip", STEPS - 1);
-    cae_adamw_free(o);
-    env_free(&e);
-    cae_st_free(&f);
+    adamw_close(o, &e, &f);
 }
 END_TEST
 
@@ -395,12 +404,8 @@ START_TEST(test_adamw_resume)
 {
     cae_st_file f;
     optim_env e;
-    cae_adamw *o;
     cae_adamw_hparams h;
-    tu_fx_read(&f, "tests/fixtures/adamw/adamw.safetensors");
-    h = parse_run(&f, "clip");
-    env_init(&e, &f, 4096);
-    ck_assert_int_eq(cae_adamw_new(&o, tu_ctx(), &e.t, &e.params, &e.grads), 0);
+    cae_adamw *o = adamw_open(&f, &e, &h, "clip", 4096);
     write_tensors(&e, &e.params, &f, "clip/1/param");
     write_tensors(&e, cae_adamw_exp_avg(o), &f, "clip/1/exp_avg");
     write_tensors(&e, cae_adamw_exp_avg_sq(o), &f, "clip/1/exp_avg_sq");
@@ -410,9 +415,7 @@ START_TEST(test_adamw_resume)
     ck_assert_int_eq(cae_adamw_step(o, &h, (cae_buf){e.norm, 0}), 0);
     check_norm(&e, &f, "clip", 2);
     check_state(&e, o, &f, "clip", 2);
-    cae_adamw_free(o);
-    env_free(&e);
-    cae_st_free(&f);
+    adamw_close(o, &e, &f);
 }
 END_TEST
 
@@ -594,39 +597,19 @@ START_TEST(test_schedule_edges)
 }
 END_TEST
 
-static TCase *tcase(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, 300); /* a cold PoCL compile is slow */
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
     size_t n_limits = sizeof chunk_limits / sizeof *chunk_limits;
-    TCase *tc = tcase(s, "layout");
-    tcase_add_test(tc, test_layout_models);
-    tcase_add_test(tc, test_layout_fixture);
-    tc = tcase(s, "schedule");
-    tcase_add_test(tc, test_schedule_fixture);
-    tcase_add_test(tc, test_schedule_edges);
-    tc = tcase(s, "adamw");
+    TCase *tc = tu_tcase(s, "layout", 300);
+    TU_ADD_TESTS(tc, test_layout_models, test_layout_fixture);
+    tc = tu_tcase(s, "schedule", 300);
+    TU_ADD_TESTS(tc, test_schedule_fixture, test_schedule_edges);
+    tc = tu_tcase(s, "adamw", 300);
     tcase_add_loop_test(tc, test_adamw_clip, 0, (int)n_limits);
     tcase_add_loop_test(tc, test_adamw_noclip, 0, (int)n_limits);
-    tcase_add_test(tc, test_adamw_resume);
-    tcase_add_test(tc, test_adamw_refuses);
-    tcase_add_test(tc, test_adamw_bandwidth);
+    TU_ADD_TESTS(tc, test_adamw_resume, test_adamw_refuses, test_adamw_bandwidth);
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(optim_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TU_MAIN(optim_suite)

@@ -4,7 +4,7 @@
 #include "runtime/gemm.h"
 #include "model/params.h"
 #include "runtime/runtime.h"
-#include "testutil.h"
+#include "tests/common/testutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -277,27 +277,14 @@ START_TEST(test_kernel_binary_cache)
 }
 END_TEST
 
-int main(void)
+static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
-    TCase *tc = tcase_create("runtime");
-    SRunner *sr;
-    int failed;
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_fill_and_copy);
-    tcase_add_test(tc, test_missing_kernel_is_reported);
-    tcase_add_test(tc, test_alloc_limit);
-    tcase_add_test(tc, test_gemm_all_transposes);
-    tcase_add_test(tc, test_gemm_batched);
-    tcase_add_test(tc, test_param_table);
-    tcase_add_test(tc, test_arena_splits);
-    tcase_add_test(tc, test_device_selection_errors);
-    tcase_add_test(tc, test_config_validation);
-    tcase_add_test(tc, test_kernel_binary_cache);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    TCase *tc = tu_tcase(s, "runtime", 300);
+    TU_ADD_TESTS(tc, test_fill_and_copy, test_missing_kernel_is_reported, test_alloc_limit,
+                 test_gemm_all_transposes, test_gemm_batched, test_param_table, test_arena_splits,
+                 test_device_selection_errors, test_config_validation, test_kernel_binary_cache);
+    return s;
 }
+
+TU_MAIN(runtime_suite)

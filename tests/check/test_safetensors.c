@@ -8,8 +8,10 @@
    mkdtemp folder per test. */
 #include "safetensors/safetensors.h"
 
-#include "capture.h"
-#include "scratch.h"
+#include "tests/common/capture.h"
+#include "tests/common/scratch.h"
+
+#include "tests/common/hostutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -521,6 +523,22 @@ END_TEST
 
 /* ---- cae_st_expect ------------------------------------------------------------ */
 
+/* cae_st_expect(f, name, dt, ndim, shape) refuses, with exactly one stderr
+ * line naming path and name and saying fragment */
+static void expect_mismatch(const char *what, const cae_st_file *f, const char *path,
+                            const char *name, cae_dtype dt, int ndim, const int64_t *shape,
+                            const char *fragment)
+{
+    const cae_st_tensor *t;
+    char *err;
+    capture_begin(tmpdir);
+    t = cae_st_expect(f, name, dt, ndim, shape);
+    err = capture_end();
+    ck_assert_ptr_null(t);
+    assert_one_line(what, err, path, name, fragment);
+    free(err);
+}
+
 START_TEST(test_expect)
 {
     cae_st_writer *w = cae_st_writer_new();
@@ -529,7 +547,6 @@ START_TEST(test_expect)
     const char *path = tpath("expect.safetensors");
     const cae_st_tensor *t;
     cae_st_file f;
-    char *err;
 
     ck_assert_int_eq(cae_st_writer_add(w, "head.weight", CAE_DT_F32, 2, shape, data), 0);
     ck_assert_int_eq(cae_st_writer_add(w, "scale", CAE_DT_F32, 0, NULL, data), 0);
@@ -544,48 +561,18 @@ START_TEST(test_expect)
     ck_assert_ptr_nonnull(t);
     ck_assert(*(const float *)t->data == 1.0f);
 
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "head.weight", CAE_DT_F16, 2, shape);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("wrong dtype", err, path, "head.weight", "dtype F32, expected F16");
-    free(err);
-
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 2, wrong);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("wrong dims", err, path, "head.weight", "shape [3, 2], expected [2, 3]");
-    free(err);
-
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 3, longer);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("wrong ndim", err, path, "head.weight", "shape [3, 2], expected [3, 2, 1]");
-    free(err);
-
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "scale", CAE_DT_F32, 1, shape);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("scalar vs vector", err, path, "scale", "shape [], expected [3]");
-    free(err);
-
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "head.bias", CAE_DT_F32, 1, shape);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("missing", err, path, "head.bias", "not found (the file has 2 tensors)");
-    free(err);
-
-    capture_begin(tmpdir);
-    t = cae_st_expect(&f, "head.weight", CAE_DT_F32, 2, NULL);
-    err = capture_end();
-    ck_assert_ptr_null(t);
-    assert_one_line("NULL shape", err, path, "head.weight", "invalid argument");
-    free(err);
-
+    expect_mismatch("wrong dtype", &f, path, "head.weight", CAE_DT_F16, 2, shape,
+                    "dtype F32, expected F16");
+    expect_mismatch("wrong dims", &f, path, "head.weight", CAE_DT_F32, 2, wrong,
+                    "shape [3, 2], expected [2, 3]");
+    expect_mismatch("wrong ndim", &f, path, "head.weight", CAE_DT_F32, 3, longer,
+                    "shape [3, 2], expected [3, 2, 1]");
+    expect_mismatch("scalar vs vector", &f, path, "scale", CAE_DT_F32, 1, shape,
+                    "shape [], expected [3]");
+    expect_mismatch("missing", &f, path, "head.bias", CAE_DT_F32, 1, shape,
+                    "not found (the file has 2 tensors)");
+    expect_mismatch("NULL shape", &f, path, "head.weight", CAE_DT_F32, 2, NULL,
+                    "invalid argument");
     cae_st_free(&f);
 }
 END_TEST
@@ -812,35 +799,25 @@ static Suite *safetensors_suite(void)
     Suite *s = suite_create("safetensors");
     TCase *tc;
 
-    tc = tcase_create("round_trip");
+    tc = tu_tcase(s, "round_trip", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_dtype_table);
-    tcase_add_test(tc, test_round_trip);
-    tcase_add_test(tc, test_round_trip_empty);
-    tcase_add_test(tc, test_read_hand_made);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_dtype_table, test_round_trip, test_round_trip_empty, test_read_hand_made);
 
-    tc = tcase_create("corrupt");
+    tc = tu_tcase(s, "corrupt", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_bad_raw, 0, (int)N_RAW);
     tcase_add_test(tc, test_bad_path);
     tcase_add_loop_test(tc, test_bad_header, 0, (int)N_BAD);
     tcase_add_test(tc, test_bad_header_cut);
-    suite_add_tcase(s, tc);
 
-    tc = tcase_create("expect_and_writer");
+    tc = tu_tcase(s, "expect_and_writer", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_expect);
-    tcase_add_test(tc, test_writer_refuses);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_expect, test_writer_refuses);
 
-    tc = tcase_create("atomic");
+    tc = tu_tcase(s, "atomic", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_atomic_readonly_folder);
-    tcase_add_test(tc, test_atomic_path_is_directory);
-    tcase_add_test(tc, test_atomic_write_fails_midway);
-    tcase_add_test(tc, test_atomic_stale_temporary);
-    suite_add_tcase(s, tc);
+    TU_ADD_TESTS(tc, test_atomic_readonly_folder, test_atomic_path_is_directory,
+                 test_atomic_write_fails_midway, test_atomic_stale_temporary);
     return s;
 }
 

@@ -2,7 +2,6 @@
 #include "testutil.h"
 
 #include <check.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,33 +85,18 @@ void tu_free(tu_dbuf *b)
     b->buf.mem = NULL;
 }
 
-void tu_random(float *x, size_t n, float lo, float hi, unsigned seed)
+void tu_expect(const char *what, const tu_dbuf *b, const double *want, double tol)
 {
-    unsigned long long s = 0x9e3779b97f4a7c15ULL * (seed + 1);
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = lo + (hi - lo) * (float)((s >> 11) * (1.0 / 9007199254740992.0));
-    }
+    float *got = tu_fvec(b->n);
+    tu_download(got, b);
+    tu_assert_close(what, got, want, b->n, tol);
 }
 
-void tu_assert_close(const char *what, const float *got, const double *want, size_t n, double tol)
+void tu_expect_filled(const char *what, const tu_dbuf *b, float value)
 {
-    double scale = 1.0, worst = 0.0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs(want[i]) > scale)
-            scale = fabs(want[i]);
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - want[i]);
-        if (!(e <= worst)) { /* also catches NaN */
-            worst = e;
-            at = i;
-            if (isnan(e))
-                break;
-        }
-    }
-    ck_assert_msg(worst <= tol * scale, "%s: max error %.3g at %zu (got %.9g want %.9g, tol %.3g)",
-                  what, worst, at, n ? (double)got[at] : 0.0, n ? want[at] : 0.0, tol * scale);
+    float *got = tu_fvec(b->n);
+    tu_download(got, b);
+    for (size_t i = 0; i < b->n; i++)
+        ck_assert_msg(got[i] == value, "%s: element %zu is %.9g, want %.9g", what, i,
+                      (double)got[i], (double)value);
 }

@@ -1,4 +1,5 @@
-/* testutil.h: device fixtures shared by the Check suites.
+/* testutil.h: device fixtures shared by the Check suites (with everything
+ * of hostutil.h).
  *
  * One OpenCL context per test binary (device suites run with CK_FORK=no, so
  * the context is never used across a fork). Buffers are uploaded at a
@@ -8,6 +9,7 @@
 #ifndef CAE_TESTUTIL_H
 #define CAE_TESTUTIL_H
 
+#include "hostutil.h"
 #include "runtime/runtime.h"
 #include <stddef.h>
 
@@ -29,12 +31,10 @@ tu_dbuf tu_filled(size_t n, float value); /* n floats, each value */
 /* Copy back n floats and assert both canaries are intact. */
 void tu_download(float *host, const tu_dbuf *b);
 void tu_free(tu_dbuf *b);
-
-/* Fill with deterministic pseudo-random values in [lo, hi). */
-void tu_random(float *x, size_t n, float lo, float hi, unsigned seed);
-
-/* Assert max |got - want| <= tol * max(1, max |want|), naming what. */
-void tu_assert_close(const char *what, const float *got, const double *want,
-                     size_t n, double tol);
+/* Download b (canaries checked) and tu_assert_close it with want. */
+void tu_expect(const char *what, const tu_dbuf *b, const double *want, double tol);
+/* Download b (canaries checked) and assert every element equals value:
+ * what a refused or empty call must leave as it was. */
+void tu_expect_filled(const char *what, const tu_dbuf *b, float value);
 
 #endif

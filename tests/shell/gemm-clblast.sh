@@ -1,7 +1,9 @@
 #!/bin/sh
 # Runs the GEMM-using suites on the CLBlast back end (their plain runs use
-# --gemm auto, which is the host BLAS on CPU devices).
+# --gemm auto, which is the host BLAS on CPU devices): the runtime's GEMM
+# tests, the linear layer, and attention (the softmax beside it).
 CAE_TEST_GEMM=clblast
 export CAE_TEST_GEMM
-./tests/check/test_runtime "$@" || exit 1
-exec ./tests/check/test_ops_attention "$@"
+for suite in test_runtime test_ops_linear test_ops_softmax test_ops_mha; do
+    ./tests/check/$suite "$@" || exit 1
+done

@@ -3,14 +3,16 @@
 # check-sanitizers passes a fresh distdir, so this works from a tree that is
 # itself configured in place) in BUILD with --enable-sanitizers (ASan, UBSan,
 # LSan), build the host-side suites (safetensors, data pipeline, augmentation
-# and masking, checkpoint I/O, optimizer and schedules) and the programs, run each suite and
+# and masking, checkpoint I/O, optimizer and schedules, LARS, the position
+# table) and the programs, run each suite and
 # tests/shell/bad-inputs.sh (the argument parser and every loader on bad input);
 # fails on a failed test or on any sanitizer report.
 set -eu
 [ $# -eq 2 ] || { echo "usage: $0 SRC BUILD" >&2; exit 2; }
 src=$(cd "$1" && pwd)
 build=$2
-suites="tests/check/test_safetensors tests/check/test_data tests/check/test_augment tests/check/test_cls_augment tests/check/test_checkpoint tests/check/test_optim"
+suites="tests/check/test_safetensors tests/check/test_data tests/check/test_augment tests/check/test_cls_augment tests/check/test_checkpoint tests/check/test_optim \
+    tests/check/test_lars tests/check/test_ops_posembed"
 scripts="tests/shell/bad-inputs.sh"
 
 rm -rf "$build"
