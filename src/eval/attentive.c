@@ -90,6 +90,7 @@ int cae_attentive_init(cae_attentive *a, cae_ctx *ctx, size_t B, size_t T, size_
 {
     size_t BT = B * T, used = 0, n_slots = 0;
     cae_buf *slots[64];
+    CAE_TRY(cae_mha_check(ctx));
     memset(a, 0, sizeof *a);
     a->ctx = ctx;
     a->B = B;

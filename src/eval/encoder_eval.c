@@ -81,6 +81,7 @@ static int plan(cae_encoder_eval *e)
 
 int cae_encoder_eval_init(cae_encoder_eval *e, cae_ctx *ctx, const cae_config *cfg, size_t batch)
 {
+    CAE_TRY(cae_mha_check(ctx));
     memset(e, 0, sizeof *e);
     e->ctx = ctx;
     e->cfg = *cfg;

@@ -124,6 +124,7 @@ static int plan(cae_ft_model *m)
 
 int cae_ft_init(cae_ft_model *m, cae_ctx *ctx, const cae_config *cfg, size_t K, size_t batch)
 {
+    CAE_TRY(cae_mha_check(ctx));
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
     m->cfg = *cfg;

@@ -379,6 +379,7 @@ int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t bat
     planner p = {0};
     p.ctx = ctx;
     size_t limit = cae_params_chunk_limit(ctx);
+    CAE_TRY(cae_mha_check(ctx));
     memset(m, 0, sizeof *m);
     m->ctx = ctx;
     m->cfg = *cfg;

@@ -19,16 +19,18 @@
 #include <string.h>
 
 /* ctx->attention, once resolved */
-enum { ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
+enum { ATTENTION_BAD = -1, ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
 
 /* The attention core: GEMMs on CPUs (there the host BLAS beats a
  * row-per-work-item kernel), the fused kernel elsewhere (it never writes the
  * [B,H,Nq,Nk] probabilities); CAE_CL_ATTENTION=fused|gemm overrides.
  * Resolved on a context's first use and kept, so the sizes a plan asked for
- * and the launches that follow agree. -1 (reported) on another value. */
+ * and the launches that follow agree. -1 on another value, reported once. */
 static int resolve_core(cae_ctx *ctx)
 {
     const char *sel = getenv("CAE_CL_ATTENTION");
+    if (ctx->attention == ATTENTION_BAD)
+        return -1;
     if (ctx->attention != 0)
         return 0;
     if (!sel || !*sel)
@@ -39,9 +41,15 @@ static int resolve_core(cae_ctx *ctx)
         ctx->attention = ATTENTION_GEMM;
     else {
         cae_errorf("CAE_CL_ATTENTION='%s': expected 'fused' or 'gemm'", sel);
+        ctx->attention = ATTENTION_BAD;
         return -1;
     }
     return 0;
+}
+
+int cae_mha_check(cae_ctx *ctx)
+{
+    return resolve_core(ctx);
 }
 
 int cae_mha_fused(cae_ctx *ctx)

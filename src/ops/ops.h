@@ -114,6 +114,10 @@ typedef struct {
     size_t B, H, Nq, Nk, dh;
     float scale;
 } cae_mha_dims;
+/* Resolve this context's attention core (CAE_CL_ATTENTION, else fused on
+ * GPUs and GEMMs on CPUs); -1 (reported once) on a bad value. The models
+ * call it before they plan, so a bad value stops them before any work. */
+int cae_mha_check(cae_ctx *ctx);
 /* 1 when this context runs the fused core */
 int cae_mha_fused(cae_ctx *ctx);
 /* Run the fused core (1) or the GEMM core (0) from now on (tests). */

@@ -33,6 +33,9 @@ expect() {
 }
 
 expect device-index "no OpenCL device matches" env CAE_CL_DEVICE=99 "$train" $tiny --output_dir "$work/o1"
+# a bad attention core is refused once, before any step
+expect attention-core "CAE_CL_ATTENTION='bogus'" env CAE_CL_ATTENTION=bogus "$train" $tiny --output_dir "$work/o1a"
+[ "$(grep -c '^cae-cl:' "$work/attention-core.log")" -eq 1 ] || fail "attention-core: more than one line"
 expect missing-icd "no OpenCL platform found" env OCL_ICD_VENDORS="$work/no-vendors" "$train" $tiny --output_dir "$work/o2"
 expect output-folder "--output_dir" "$train" $tiny --output_dir /proc/cae-cl-cannot-be-here
 if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
