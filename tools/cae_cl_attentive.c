@@ -6,7 +6,7 @@
  * learned query token attends once over all of an image's encoder tokens
  * through a cross-attention block with separate LayerNorms on the query,
  * keys and values (no residual, no MLP), then a BatchNorm without affine
- * parameters and a linear head (src/attentive.h). The keys and values are
+ * parameters and a linear head (src/eval/attentive.h). The keys and values are
  * the tokens the official probe uses: all of them, cls + patches, as the
  * encoder's forward_features hands them over, i.e. after the final
  * LayerNorm with --use_cls (the official recipe) and before it with
@@ -17,7 +17,7 @@
  * --opt momentum: plain), lr = --lr, or --blr * batch / 256 when --lr is not
  * given, cosine to --min_lr with --warmup_epochs of linear warmup; weight
  * decay on the query token and the 2-D weights only. The block and head run
- * on the device, the SGD step on the host (src/sgd.h).
+ * on the device, the SGD step on the host (src/eval/sgd.h).
  *
  * Every epoch writes <output_dir>/checkpoint-attentive.safetensors (the
  * trainable part under the official keys query_token,

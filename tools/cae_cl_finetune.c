@@ -3,9 +3,9 @@
  * (same flags).
  *
  * Model: the encoder over all patches, the mean of the patch tokens,
- * fc_norm and a linear head (src/finetune_model.h), from --finetune CKPT
+ * fc_norm and a linear head (src/eval/finetune_model.h), from --finetune CKPT
  * (encoder.* keys, prefix stripped) or 'random'. AdamW with layer-wise lr
- * decay (src/layer_decay.h), weight decay except for 1-D tensors, biases
+ * decay (src/eval/layer_decay.h), weight decay except for 1-D tensors, biases
  * and cls_token; the lr (like min_lr and warmup_lr) is scaled by global
  * batch / 256 as the official script does (--blr, when given, replaces
  * --lr as that base); cosine schedule with warmup per step. Data: timm's

@@ -10,7 +10,7 @@
  * test images) with resize to input_size/0.875 and a center crop.
  *
  * The head is tiny: BN, linear and the loss run on the device, the LARS
- * step runs on the host over the read-back gradients (src/lars.c).
+ * step runs on the host over the read-back gradients (src/eval/lars.c).
  * Validation features are computed once (the encoder is frozen and the
  * evaluation transform deterministic); with --cache_features the training
  * features are computed once too, without augmentation, and reused every

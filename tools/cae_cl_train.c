@@ -10,7 +10,7 @@
  * SIGINT/SIGTERM finish the current step, write a checkpoint and exit.
  *
  * Under mpirun every rank trains on its shard of each epoch and the
- * gradients are averaged across ranks (mpi/allreduce.c) while the backward
+ * gradients are averaged across ranks (src/mpi/allreduce.c) while the backward
  * pass still runs; loss terms are averaged for the log; rank 0 writes logs
  * and checkpoints; a failing rank stops them all (MPI_Abort).
  */

@@ -1,6 +1,6 @@
 /* probe.h: what the probing programs (cae-cl-linear, cae-cl-attentive) share.
  *
- * A probe is a frozen encoder (src/encoder_eval.h) whose output feeds a small
+ * A probe is a frozen encoder (src/eval/encoder_eval.h) whose output feeds a small
  * trainable head. Everything around the head is the same for every probe and
  * lives here:
  *   probe_data.c   the training augmentation, features of a whole split or

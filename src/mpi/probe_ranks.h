@@ -1,4 +1,4 @@
-/* probe_ranks.h: the probes' multi-rank hooks (src/probe.h's
+/* probe_ranks.h: the probes' multi-rank hooks (src/eval/probe.h's
  * cae_probe_ranks) over Open MPI: gradient averages and count sums with
  * MPI_Allreduce, rank 0's BatchNorm statistics with MPI_Bcast; and the
  * probing programs' common main(). */

@@ -1,4 +1,4 @@
-/* src/safetensors.h: read and write safetensors files
+/* src/safetensors/safetensors.h: read and write safetensors files
    (https://github.com/huggingface/safetensors format: u64 little-endian
    header length N, N bytes of JSON header, then the data area).
 

@@ -1,4 +1,4 @@
-/* test_allreduce.c: the bucketed gradient all-reduce (mpi/allreduce.h),
+/* test_allreduce.c: the bucketed gradient all-reduce (src/mpi/allreduce.h),
  * run under mpirun with 2 and 3 ranks by tests/shell/allreduce-mpi.sh.
  *
  * Every rank fills a gradient arena with values that depend on its rank,

@@ -1,4 +1,4 @@
-/* test_flops: the analytic step FLOP count (src/flops.c) against a count
+/* test_flops: the analytic step FLOP count (src/model/flops.c) against a count
  * done by hand for a tiny configuration (the sums are in the comments). */
 #include "model/cae_config.h"
 #include "model/flops.h"

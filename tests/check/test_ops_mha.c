@@ -254,7 +254,7 @@ static void ref_mha_backward(double *gxq, double *gxk, double *gxv,
     ref_split_backward(gxv, gvb, dv, m->sv, m->cv, 1.0, B, m->Nk, H, dh);
 }
 
-/* The same layer on the device as the model runs it (src/blocks.c): the
+/* The same layer on the device as the model runs it (src/model/blocks.c): the
  * biases added in place to work copies of the inputs (q and v blocks), the
  * token-layout core cae_mha_forward, then cae_mha_backward into zeroed
  * gradient matrices (it writes only the blocks), the bias gradients as

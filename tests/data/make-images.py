@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""tests/data/make-images.py: the small images tests/test_data.c decodes.
+"""tests/data/make-images.py: the small images tests/check/test_data.c decodes.
 
 Run from the repository root with Debian's python3-pil and numpy:
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Pillow fixtures for tests/test_augment.c (run with Debian's python3-pil).
+"""Pillow fixtures for tests/check/test_augment.c (run with Debian's python3-pil).
 
 Writes tests/data/resize-fixtures.safetensors holding, for every case N:
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Statistics of CAE's block-wise MaskingGenerator, the numbers that
-tests/test_augment.c (test_mask_regions) compares src/data/masking.c with.
+tests/check/test_augment.c (test_mask_regions) compares src/data/masking.c with.
 
 The generator below follows the official CAE code's algorithm (a loop until
 exactly M patches are masked; each call tries 10 rectangles of random area

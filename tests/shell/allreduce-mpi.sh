@@ -2,7 +2,7 @@
 # allreduce-mpi.sh: the gradient all-reduce suite (tests/check/test_allreduce)
 # under mpirun with 2 ranks and with 3 (uneven splits of every bucket).
 # Each rank keeps its own PoCL kernel cache: a folder per node-local rank
-# under POCL_CACHE_DIR when that is set, else mpi/dist.c's default.
+# under POCL_CACHE_DIR when that is set, else src/mpi/dist.c's default.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
 prog="$top/tests/check/test_allreduce"
