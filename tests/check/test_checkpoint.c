@@ -611,6 +611,89 @@ START_TEST(test_bad_arguments)
 }
 END_TEST
 
+/* The programs' file names: dir/checkpoint-<tag or epoch>.safetensors; a
+ * folder too long for the buffer is one line naming --output_dir, never a
+ * cut name that would write somewhere else. */
+START_TEST(test_program_paths)
+{
+    char path[64], dir[80], *err;
+    size_t room = sizeof path - 1 - strlen("/checkpoint-7.safetensors");
+
+    ck_assert_int_eq(cae_checkpoint_epoch_path(path, sizeof path, "out", 12), 0);
+    ck_assert_str_eq(path, "out/checkpoint-12.safetensors");
+    ck_assert_int_eq(cae_checkpoint_path(path, sizeof path, "out", "linear"), 0);
+    ck_assert_str_eq(path, "out/checkpoint-linear.safetensors");
+    /* a name of exactly sizeof path - 1 characters fits; one more does not */
+    memset(dir, 'd', room);
+    dir[room] = '\0';
+    ck_assert_int_eq(cae_checkpoint_epoch_path(path, sizeof path, dir, 7), 0);
+    ck_assert_uint_eq(strlen(path), sizeof path - 1);
+    capture_begin(base);
+    ck_assert_int_eq(cae_checkpoint_epoch_path(path, sizeof path, dir, 17), -1);
+    err = capture_end();
+    assert_one_line(err, "--output_dir", "too long");
+    free(err);
+}
+END_TEST
+
+/* The command line recorded in a checkpoint: argv joined by spaces, cut
+ * (and said to be cut) where the buffer ends. */
+START_TEST(test_program_args)
+{
+    char *argv[] = {"cae-cl-train", "--lr", "1e-3", "--output_dir", "out"};
+    const char *full = "cae-cl-train --lr 1e-3 --output_dir out";
+    char out[64];
+    ck_assert_int_eq(cae_checkpoint_args(out, sizeof out, 5, argv), 0);
+    ck_assert_str_eq(out, full);
+    /* cut: a terminated prefix of the whole line */
+    ck_assert_int_eq(cae_checkpoint_args(out, 20, 5, argv), 1);
+    ck_assert_uint_lt(strlen(out), 20);
+    ck_assert_int_eq(strncmp(out, full, strlen(out)), 0);
+    ck_assert_int_eq(cae_checkpoint_args(out, sizeof out, 0, argv), 0);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+/* Which checkpoint a run resumes from: --resume wins, no auto-resume means
+ * none, auto-resume the newest whole one of the folder; removing an epoch's
+ * file is quiet when it is already gone. */
+START_TEST(test_program_resume)
+{
+    model m;
+    char dir[300], found[600], want[600];
+    const char *from = "unset";
+
+    model_new(&m, 16, 1, 0);
+    in_base(dir, sizeof dir, "out");
+    ck_assert_int_eq(cae_checkpoint_resume_from("given.safetensors", 1, dir, &m.t, found,
+                                                sizeof found, &from), 0);
+    ck_assert_str_eq(from, "given.safetensors");
+    ck_assert_int_eq(cae_checkpoint_resume_from(NULL, 0, dir, &m.t, found, sizeof found, &from),
+                     0);
+    ck_assert_ptr_null(from);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(cae_checkpoint_resume_from(NULL, 1, dir, &m.t, found, sizeof found, &from),
+                     0);
+    ck_assert_ptr_null(from);
+
+    model_fill(&m, 42);
+    ck_assert_int_eq(cae_checkpoint_epoch_path(want, sizeof want, dir, 3), 0);
+    ck_assert_int_eq(save_model(want, &m, NULL), 0);
+    ck_assert_int_eq(cae_checkpoint_resume_from(NULL, 1, dir, &m.t, found, sizeof found, &from),
+                     0);
+    ck_assert_ptr_nonnull(from);
+    ck_assert_str_eq(from, want);
+
+    cae_checkpoint_remove(dir, 3);
+    ck_assert_int_eq(access(want, F_OK), -1);
+    cae_checkpoint_remove(dir, 3); /* already gone: no error */
+    ck_assert_int_eq(cae_checkpoint_resume_from(NULL, 1, dir, &m.t, found, sizeof found, &from),
+                     0);
+    ck_assert_ptr_null(from);
+    model_free(&m);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -618,7 +701,8 @@ static Suite *checkpoint_suite(void)
     tcase_add_checked_fixture(tc, scratch_setup, scratch_teardown);
     TU_ADD_TESTS(tc, test_round_trip, test_weights_only, test_other_model_refused,
                  test_truncated_refused, test_latest, test_read_only_folder,
-                 test_failed_save_keeps_old, test_frozen_gammas, test_bad_arguments);
+                 test_failed_save_keeps_old, test_frozen_gammas, test_bad_arguments,
+                 test_program_paths, test_program_args, test_program_resume);
     return s;
 }
 
