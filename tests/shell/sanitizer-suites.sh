@@ -12,7 +12,7 @@ set -eu
 src=$(cd "$1" && pwd)
 build=$2
 suites="tests/check/test_safetensors tests/check/test_data tests/check/test_augment tests/check/test_cls_augment tests/check/test_checkpoint tests/check/test_optim \
-    tests/check/test_lars tests/check/test_ops_posembed"
+    tests/check/test_lars tests/check/test_ops_posembed tests/check/test_loader_cls"
 scripts="tests/shell/bad-inputs.sh"
 
 rm -rf "$build"
