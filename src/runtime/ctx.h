@@ -60,6 +60,7 @@ typedef struct cae_ctx {
     cl_ulong local_mem;      /* CL_DEVICE_LOCAL_MEM_SIZE */
     cl_program program;
     cl_kernel kernel[CAE_KERNEL_COUNT]; /* every kernel, made with the program (kernels.h) */
+    size_t kernel_wg[CAE_KERNEL_COUNT]; /* each one's CL_KERNEL_WORK_GROUP_SIZE, asked once */
     struct cae_gemm *gemm;   /* NULL until cae_gemm_init; cae_gemm_backend reads it */
     int attention;           /* the attention core: src/ops/mha.c resolves it on first
                               * use and owns its values; 0 until then */

@@ -113,26 +113,26 @@ int cae_launch(cae_ctx *ctx, cl_kernel k, cl_uint dims, const size_t *global, co
     return 0;
 }
 
-int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n)
+/* 1-D launch of k, whose own work-group limit is wg */
+static int launch_1d(cae_ctx *ctx, cl_kernel k, size_t n, size_t wg)
 {
-    size_t wg = 0, local;
-    if (n == 0)
-        return 0;
-    CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
     /* 64 by default: it keeps CPU work-groups coarse and suits every GPU;
      * cae-cl-tune may choose another. Never above the kernel's own limit. */
-    local = wg < ctx->launch_wg ? wg : ctx->launch_wg;
+    size_t local = wg < ctx->launch_wg ? wg : ctx->launch_wg;
+    if (n == 0)
+        return 0;
     if (local == 0)
         local = 1;
     return cae_launch(ctx, k, 1, &n, &local);
 }
 
-int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows, size_t per_item)
+/* One work-group per row of k, whose own work-group limit is wg */
+static int launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
+                       size_t per_item, size_t wg)
 {
-    size_t wg = 0, L = 1, limit = ctx->row_group;
+    size_t L = 1, limit = ctx->row_group;
     if (rows == 0)
         return 0;
-    CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
     if (limit > wg)
         limit = wg;
     if (limit > ctx->local_mem / (per_item * sizeof(float)))
@@ -144,13 +144,44 @@ int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows,
     return cae_launch(ctx, k, 1, &global, &L);
 }
 
+/* A kernel that is not one of the context's (tests, tools): ask its limit. */
+static int kernel_wg(cae_ctx *ctx, cl_kernel k, size_t *wg)
+{
+    CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof *wg, wg,
+                                      NULL));
+    return 0;
+}
+
+int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n)
+{
+    size_t wg = 0;
+    if (n == 0)
+        return 0;
+    CAE_TRY(kernel_wg(ctx, k, &wg));
+    return launch_1d(ctx, k, n, wg);
+}
+
+int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows, size_t per_item)
+{
+    size_t wg = 0;
+    if (rows == 0)
+        return 0;
+    CAE_TRY(kernel_wg(ctx, k, &wg));
+    return launch_rows(ctx, k, scratch_arg, rows, per_item, wg);
+}
+
+int cae_launch_id_1d(cae_ctx *ctx, cae_kernel_id id, size_t n)
+{
+    return launch_1d(ctx, ctx->kernel[id], n, ctx->kernel_wg[id]);
+}
+
 int cae_run_1d(cae_ctx *ctx, cae_kernel_id id, size_t n, const cae_arg *args, size_t n_args)
 {
     cl_uint index = 0;
     if (n == 0)
         return 0;
     CAE_TRY(cae_set_args(ctx->kernel[id], &index, args, n_args));
-    return cae_launch_1d(ctx, ctx->kernel[id], n);
+    return cae_launch_id_1d(ctx, id, n);
 }
 
 int cae_run_rows(cae_ctx *ctx, cae_kernel_id item, cae_kernel_id group, size_t rows,
@@ -162,7 +193,7 @@ int cae_run_rows(cae_ctx *ctx, cae_kernel_id item, cae_kernel_id group, size_t r
     if (ctx->row_group == 0)
         return cae_run_1d(ctx, item, rows, args, n_args);
     CAE_TRY(cae_set_args(ctx->kernel[group], &index, args, n_args));
-    return cae_launch_rows(ctx, ctx->kernel[group], index, rows, per_item);
+    return launch_rows(ctx, ctx->kernel[group], index, rows, per_item, ctx->kernel_wg[group]);
 }
 
 int cae_finish(cae_ctx *ctx)

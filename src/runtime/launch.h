@@ -54,7 +54,10 @@ int cae_launch_1d(cae_ctx *ctx, cl_kernel k, size_t n);
  * kernel's limit and the device's local memory. */
 int cae_launch_rows(cae_ctx *ctx, cl_kernel k, cl_uint scratch_arg, size_t rows, size_t per_item);
 
-/* Set kernel id's arguments and launch it over n items (cae_launch_1d). */
+/* cae_launch_1d of the context's kernel id, its arguments already set,
+ * with the work-group limit asked when the kernel was made. */
+int cae_launch_id_1d(cae_ctx *ctx, cae_kernel_id id, size_t n);
+/* Set kernel id's arguments and launch it over n items (cae_launch_id_1d). */
 int cae_run_1d(cae_ctx *ctx, cae_kernel_id id, size_t n, const cae_arg *args, size_t n_args);
 /* A row kernel in the shape ctx->row_group asks for: item, a work-item per
  * row (cae_launch_1d), or group, a work-group per row whose scratch of

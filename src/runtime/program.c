@@ -160,6 +160,8 @@ static int create_kernels(cae_ctx *ctx)
             cae_errorf("clCreateKernel(\"%s\") failed: %s", kernel_names[i], cae_cl_error_name(err));
             return -1;
         }
+        CL_CHECK(clGetKernelWorkGroupInfo(ctx->kernel[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                          sizeof ctx->kernel_wg[i], &ctx->kernel_wg[i], NULL));
     }
     return 0;
 }

@@ -74,6 +74,7 @@ struct cae_dalle {
     cl_mem act, pool, hid[2], col, logits;
     size_t col_cap;       /* floats in col */
     cl_kernel k_im2col, k_bias, k_pool, k_argmax;
+    cae_kernel_id im2col_id; /* which im2col k_im2col is */
     int cpu_shapes;       /* im2col by rows, long contiguous runs per work-item */
     int timing;
     double seconds[N_SECTIONS][N_CATS], last;
@@ -371,7 +372,8 @@ static int get_kernels(cae_dalle *d)
         }
         d->cpu_shapes = strcmp(env, "cpu") == 0;
     }
-    d->k_im2col = d->ctx->kernel[d->cpu_shapes ? CAE_K_conv_im2col_rows : CAE_K_conv_im2col];
+    d->im2col_id = d->cpu_shapes ? CAE_K_conv_im2col_rows : CAE_K_conv_im2col;
+    d->k_im2col = d->ctx->kernel[d->im2col_id];
     d->k_bias = d->ctx->kernel[CAE_K_conv_bias_act];
     d->k_pool = d->ctx->kernel[CAE_K_conv_maxpool2];
     d->k_argmax = d->ctx->kernel[CAE_K_conv_argmax_gather];
@@ -449,15 +451,15 @@ cae_buf cae_dalle_logits(const cae_dalle *d)
 
 /* ------------------------------------------------------------ forward */
 
-/* 2-D launch with work-groups of up to 64 along dimension 0. */
-static int launch_2d(cae_ctx *ctx, cl_kernel k, size_t n0, size_t n1)
+/* 2-D launch of kernel id (its arguments set) with work-groups of up to 64
+ * along dimension 0. */
+static int launch_2d(cae_ctx *ctx, cae_kernel_id id, size_t n0, size_t n1)
 {
-    size_t wg = 0, global[2] = {n0, n1}, local[2] = {1, 1};
+    size_t wg = ctx->kernel_wg[id], global[2] = {n0, n1}, local[2] = {1, 1};
     if (n0 == 0 || n1 == 0)
         return 0;
-    CL_CHECK(clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL));
     local[0] = wg < 64 ? (wg ? wg : 1) : 64;
-    return cae_launch(ctx, k, 2, global, local);
+    return cae_launch(ctx, ctx->kernel[id], 2, global, local);
 }
 
 static cae_buf wbuf(const cae_dalle *d, size_t off)
@@ -481,7 +483,7 @@ static int bias_act(cae_dalle *d, cae_buf y, size_t b_off, size_t P, size_t R, s
     CAE_TRY(cae_arg_int(d->k_bias, &a, has_bias));
     CAE_TRY(cae_arg_int(d->k_bias, &a, relu));
     CAE_TRY(cae_arg_int(d->k_bias, &a, seg));
-    return cae_launch_1d(d->ctx, d->k_bias, (P + (size_t)seg - 1) / (size_t)seg * R);
+    return cae_launch_id_1d(d->ctx, CAE_K_conv_bias_act, (P + (size_t)seg - 1) / (size_t)seg * R);
 }
 
 /* out [n_out, B*H*W] (CNHW) = W * im2col(act(x)) for a k x k conv, no bias.
@@ -508,9 +510,9 @@ static int conv_kxk(cae_dalle *d, int section, const dalle_conv *cv, cae_buf out
         CAE_TRY(cae_arg_int(d->k_im2col, &a, (int)nb));
         CAE_TRY(cae_arg_int(d->k_im2col, &a, relu));
         if (d->cpu_shapes)
-            CAE_TRY(launch_2d(d->ctx, d->k_im2col, nb * (size_t)H, (size_t)cv->n_in * cv->k * cv->k));
+            CAE_TRY(launch_2d(d->ctx, d->im2col_id, nb * (size_t)H, (size_t)cv->n_in * cv->k * cv->k));
         else
-            CAE_TRY(launch_2d(d->ctx, d->k_im2col, nb * hw, (size_t)cv->n_in));
+            CAE_TRY(launch_2d(d->ctx, d->im2col_id, nb * hw, (size_t)cv->n_in));
         CAE_TRY(mark(d, section, CAT_IM2COL));
         /* out[:, b0*hw ...] = W [n_out, rows] * col [rows, nb*hw] */
         CAE_TRY(cae_gemm(d->ctx, 0, 0, (size_t)cv->n_out, nb * hw, rows, 1.0f,
@@ -573,7 +575,7 @@ static int maxpool(cae_dalle *d, cae_buf y, cae_buf x, size_t planes, int H, int
     CAE_TRY(cae_arg_int(d->k_pool, &a, H));
     CAE_TRY(cae_arg_int(d->k_pool, &a, W));
     CAE_TRY(cae_arg_int(d->k_pool, &a, seg));
-    return cae_launch_1d(d->ctx, d->k_pool, planes * (size_t)(H / 2) * (size_t)(W / 2 / seg));
+    return cae_launch_id_1d(d->ctx, CAE_K_conv_maxpool2, planes * (size_t)(H / 2) * (size_t)(W / 2 / seg));
 }
 
 /* The logits [B, vocab, G, G] from the view [B, 3, S, S]. */
@@ -650,7 +652,7 @@ int cae_dalle_labels(cae_dalle *d, cae_buf labels, cae_buf view, cae_buf mask_id
         CAE_TRY(cae_arg_int(d->k_argmax, &a, (int)M));
         CAE_TRY(cae_arg_int(d->k_argmax, &a, d->vocab));
         CAE_TRY(cae_arg_int(d->k_argmax, &a, d->grid * d->grid));
-        CAE_TRY(cae_launch_1d(d->ctx, d->k_argmax, n));
+        CAE_TRY(cae_launch_id_1d(d->ctx, CAE_K_conv_argmax_gather, n));
     }
     CAE_TRY(mark(d, N_SECTIONS - 1, CAT_OTHER));
     d->calls++;

@@ -129,7 +129,7 @@ static int update(cae_adamw *o, const cae_adamw_hparams *h, cl_kernel k, int c, 
     CAE_TRY(cae_arg_float(k, &a, (float)(-(lr / bc1))));
     CAE_TRY(cae_arg_float(k, &a, (float)sqrt(bc2)));
     CAE_TRY(cae_arg_float(k, &a, (float)h->eps));
-    return cae_launch_1d(o->ctx, k, n);
+    return cae_launch_id_1d(o->ctx, CAE_K_adamw_update, n);
 }
 
 int cae_adamw_step(cae_adamw *o, const cae_adamw_hparams *h, cae_buf grad_norm)
