@@ -6,7 +6,7 @@
  * dh^-0.5, softmax over keys, proj with bias; the heads are read and written
  * in place in the linears' outputs (src/ops/mha.c).
  *
- * Regressor block (cross-attention, DESIGN.md §1):
+ * Regressor block (cross-attention, src/model/DESIGN.md §1):
  *     kv = concat(z, q)
  *     a  = CrossAttn(LNq(q + p_mask), LNk(kv + pk), LNv(kv))
  *     x  = q + g1 * a;  x = LN2(x);  q = x + g2 * MLP(x)

@@ -1,4 +1,4 @@
-/* cae_step.c: one CAE training step on the device, per DESIGN.md §1.
+/* cae_step.c: one CAE training step on the device, per src/model/DESIGN.md §1.
  *
  *   encoder(visible) -> [projection] -> z
  *   alignment: encoder(masked), same weights, no gradient -> latent_target

@@ -1,4 +1,4 @@
-/* encoder.h: the ViT encoder of CAE (DESIGN.md §1), written once for its
+/* encoder.h: the ViT encoder of CAE (src/model/DESIGN.md §1), written once for its
  * three users: pretraining (cae_step.c) runs it over the visible patches
  * and, for the alignment target, over the masked ones; evaluation
  * (encoder_eval.c) and fine-tuning (finetune_model.c) over all of them.

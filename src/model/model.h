@@ -1,5 +1,5 @@
 /* model.h: the CAE model on the device: weights views, planned activations
- * and one training step (forward, loss, backward) per DESIGN.md §1. Its
+ * and one training step (forward, loss, backward) per src/model/DESIGN.md §1. Its
  * blocks are in blocks.h, its encoder (shared with evaluation and
  * fine-tuning) in encoder.h. */
 #ifndef CAE_MODEL_H
@@ -91,7 +91,7 @@ static inline void cae_model_on_grads(cae_model *m, int (*ready)(void *user, siz
 int cae_model_init(cae_model *m, cae_ctx *ctx, const cae_config *cfg, size_t batch);
 void cae_model_free(cae_model *m);
 
-/* Fill the parameters with the official initialization (DESIGN.md §1). */
+/* Fill the parameters with the official initialization (src/model/DESIGN.md §1). */
 int cae_model_init_weights(cae_model *m, uint64_t seed);
 
 /* Upload one batch: samples [B,3,S,S]; mask [B,N] with exactly M ones per
