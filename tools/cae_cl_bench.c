@@ -98,7 +98,7 @@ static int open_data(bench *b)
 static int measure_peak(bench *b)
 {
     cae_ctx *ctx = &b->ctx;
-    size_t n = ctx->is_cpu ? 1024 : 4096;
+    size_t n = ctx->cpu_defaults ? 1024 : 4096;
     cl_mem m[3] = {NULL, NULL, NULL};
     double best = 1e30;
     int rc = -1;

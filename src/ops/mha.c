@@ -21,8 +21,8 @@
 /* ctx->attention, once resolved */
 enum { ATTENTION_BAD = -1, ATTENTION_GEMM = 1, ATTENTION_FUSED = 2 };
 
-/* The attention core: GEMMs on CPUs (there the host BLAS beats a
- * row-per-work-item kernel), the fused kernel elsewhere (it never writes the
+/* The attention core: GEMMs on CPUs (ctx->cpu_defaults: there the host
+ * BLAS beats a row-per-work-item kernel), the fused kernel elsewhere (it never writes the
  * [B,H,Nq,Nk] probabilities); CAE_CL_ATTENTION=fused|gemm overrides.
  * Resolved on a context's first use and kept, so the sizes a plan asked for
  * and the launches that follow agree. -1 on another value, reported once. */
@@ -34,7 +34,7 @@ static int resolve_core(cae_ctx *ctx)
     if (ctx->attention != 0)
         return 0;
     if (!sel || !*sel)
-        ctx->attention = ctx->is_cpu ? ATTENTION_GEMM : ATTENTION_FUSED;
+        ctx->attention = ctx->cpu_defaults ? ATTENTION_GEMM : ATTENTION_FUSED;
     else if (strcmp(sel, "fused") == 0)
         ctx->attention = ATTENTION_FUSED;
     else if (strcmp(sel, "gemm") == 0)

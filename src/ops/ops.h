@@ -114,8 +114,8 @@ typedef struct {
     size_t B, H, Nq, Nk, dh;
     float scale;
 } cae_mha_dims;
-/* Resolve this context's attention core (CAE_CL_ATTENTION, else fused on
- * GPUs and GEMMs on CPUs); -1 (reported once) on a bad value. The models
+/* Resolve this context's attention core (CAE_CL_ATTENTION, else GEMMs
+ * where the CPU defaults apply and fused elsewhere); -1 (reported once) on a bad value. The models
  * call it before they plan, so a bad value stops them before any work. */
 int cae_mha_check(cae_ctx *ctx);
 /* 1 when this context runs the fused core */

@@ -52,8 +52,10 @@ typedef struct cae_ctx {
     cl_command_queue queue;
     char device_name[256];
     char platform_name[256];
-    int is_cpu;              /* CL_DEVICE_TYPE_CPU */
-    int native_kernels;      /* CL_EXEC_NATIVE_KERNEL supported */
+    int cpu_defaults;        /* a CPU device, taking the CPU defaults (not under
+                              * CAE_CL_NATIVE_KERNELS=0): device.c decides */
+    int native_kernels;      /* CL_EXEC_NATIVE_KERNEL supported (never under
+                              * CAE_CL_NATIVE_KERNELS=0) */
     cl_ulong max_alloc;      /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
     cl_ulong global_mem;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
     size_t max_work_group;   /* CL_DEVICE_MAX_WORK_GROUP_SIZE */

@@ -1,5 +1,7 @@
 /* device.c: which OpenCL device a context runs on, and what the runtime
- * reads about it (names, limits, native kernels, the row-kernel shape). */
+ * reads about it (names, limits, native kernels, the row-kernel shape), and
+ * whether the device takes the CPU defaults or a GPU's
+ * (CAE_CL_NATIVE_KERNELS). */
 #include "runtime/device.h"
 
 #include <ctype.h>
@@ -175,6 +177,31 @@ static int choose_device(cae_ctx *ctx, int slot)
     return 0;
 }
 
+/* The one place that reads the device's type and native-kernel support for
+ * a default: every default that differs between CPUs and GPUs (--gemm auto,
+ * the attention core, the row kernels, CLBlast's parameters, the
+ * tokenizer's kernel shapes) reads ctx->cpu_defaults and ctx->native_kernels.
+ * CAE_CL_NATIVE_KERNELS=0 is the GPU mode: the device is taken as one
+ * without native kernels and with a GPU's defaults, so a CPU device (PoCL)
+ * runs the path a GPU runs and --gemm host is refused as on a GPU; unset or
+ * 1, the device as detected. */
+static int choose_defaults(cae_ctx *ctx, cl_device_type type, cl_device_exec_capabilities exec)
+{
+    const char *sel = getenv("CAE_CL_NATIVE_KERNELS");
+    int detected = 1;
+    if (sel && *sel) {
+        if (strcmp(sel, "0") != 0 && strcmp(sel, "1") != 0) {
+            cae_errorf("CAE_CL_NATIVE_KERNELS='%s': expected 0 (the GPU path) or 1 (as detected)",
+                       sel);
+            return -1;
+        }
+        detected = strcmp(sel, "1") == 0;
+    }
+    ctx->cpu_defaults = detected && (type & CL_DEVICE_TYPE_CPU) != 0;
+    ctx->native_kernels = detected && (exec & CL_EXEC_NATIVE_KERNEL) != 0;
+    return 0;
+}
+
 /* Row kernels: one row per work-item on CPUs (a row loop with vector loads;
  * PoCL runs work-group reductions ten times slower), one row per work-group
  * elsewhere (coalesced reads, tree sums). CAE_CL_ROW_KERNELS=item|group
@@ -182,7 +209,7 @@ static int choose_device(cae_ctx *ctx, int slot)
 static int choose_row_kernels(cae_ctx *ctx)
 {
     const char *sel = getenv("CAE_CL_ROW_KERNELS");
-    int group = !ctx->is_cpu;
+    int group = !ctx->cpu_defaults;
     if (sel && *sel) {
         if (strcmp(sel, "item") != 0 && strcmp(sel, "group") != 0) {
             cae_errorf("CAE_CL_ROW_KERNELS='%s': expected 'item' or 'group'", sel);
@@ -212,9 +239,7 @@ static int query_device(cae_ctx *ctx)
                              &ctx->max_work_group, NULL));
     CL_CHECK(clGetDeviceInfo(ctx->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof ctx->local_mem,
                              &ctx->local_mem, NULL));
-    ctx->is_cpu = (type & CL_DEVICE_TYPE_CPU) != 0;
-    ctx->native_kernels = (exec & CL_EXEC_NATIVE_KERNEL) != 0;
-    CAE_TRY(choose_row_kernels(ctx));
+    CAE_TRY(choose_defaults(ctx, type, exec));
     return choose_row_kernels(ctx);
 }
 

@@ -343,9 +343,10 @@ int cae_gemm_override(cl_device_id device, const char *kernel, const char *const
 }
 
 /* The tuning file's CLBlast parameters, else the CPU set above (and all but
- * tiny products on the indirect kernel); on a device
- * that is not a CPU and has no tuning file, CLBlast's database decides, and
- * for a device it does not know that means generic parameters: say so. */
+ * tiny products on the indirect kernel) where the CPU defaults apply; on
+ * another device (a GPU, or any under CAE_CL_NATIVE_KERNELS=0) without a
+ * tuning file, CLBlast's database decides, and for a device it does not
+ * know that means generic parameters: say so. */
 static void tune_clblast(cae_ctx *ctx)
 {
     static const char *const routine[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
@@ -354,7 +355,7 @@ static void tune_clblast(cae_ctx *ctx)
     if (t->have_xgemm)
         failed |= cae_gemm_override(ctx->device, "Xgemm", cae_tune_xgemm_names, t->xgemm,
                                     CAE_TUNE_XGEMM_N);
-    else if (ctx->is_cpu)
+    else if (ctx->cpu_defaults)
         failed |= cae_gemm_override(ctx->device, "Xgemm", cae_tune_xgemm_names, cae_gemm_cpu_xgemm,
                                     CAE_TUNE_XGEMM_N);
     if (t->have_direct)
@@ -362,7 +363,7 @@ static void tune_clblast(cae_ctx *ctx)
                                     CAE_TUNE_DIRECT_N);
     if (t->have_min_indirect) {
         failed |= cae_gemm_override(ctx->device, "GemmRoutine", routine, &t->min_indirect, 1);
-    } else if (ctx->is_cpu) {
+    } else if (ctx->cpu_defaults) {
         /* products of 64^3 multiply-adds and up on the indirect kernel:
          * CLBlast's default threshold sends most step shapes (attention's
          * included) to XgemmDirect with generic parameters (cae-cl-tune on
@@ -373,7 +374,7 @@ static void tune_clblast(cae_ctx *ctx)
     }
     if (failed)
         cae_errorf("warning: CLBlast keeps some of its own parameters on %s", ctx->device_name);
-    if (!ctx->is_cpu && !t->have_xgemm) {
+    if (!ctx->cpu_defaults && !t->have_xgemm) {
         static int said;
         cae_tune_device dev;
         char path[4096] = "(no cache folder)";
@@ -387,10 +388,16 @@ static void tune_clblast(cae_ctx *ctx)
     }
 }
 
+cae_gemm_choice cae_gemm_resolve(const cae_ctx *ctx, cae_gemm_choice choice)
+{
+    if (choice != CAE_GEMM_AUTO)
+        return choice;
+    return (ctx->cpu_defaults && ctx->native_kernels) ? CAE_GEMM_HOST : CAE_GEMM_CLBLAST;
+}
+
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
 {
-    if (choice == CAE_GEMM_AUTO)
-        choice = (ctx->is_cpu && ctx->native_kernels) ? CAE_GEMM_HOST : CAE_GEMM_CLBLAST;
+    choice = cae_gemm_resolve(ctx, choice);
     if (choice == CAE_GEMM_HOST && !ctx->native_kernels) {
         cae_errorf("--gemm host: device %s cannot run native kernels; use --gemm clblast",
                    ctx->device_name);

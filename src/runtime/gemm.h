@@ -43,6 +43,10 @@ int cae_gemm_batched_2d(cae_ctx *ctx, int trans_a, int trans_b, size_t m, size_t
                         float alpha, cae_buf a, size_t lda, cae_buf b, size_t ldb, float beta,
                         cae_buf c, size_t ldc, cae_gemm_batch outer, cae_gemm_batch inner);
 
+/* What choice means on ctx's device (cae_device_open has filled it in):
+ * CAE_GEMM_AUTO is the host BLAS where the CPU defaults apply and native
+ * kernels run, else CLBlast; the others stand for themselves. */
+cae_gemm_choice cae_gemm_resolve(const cae_ctx *ctx, cae_gemm_choice choice);
 /* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end
  * (again on a prepared context: switch to it). */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);

@@ -359,12 +359,12 @@ static int plan_memory(cae_dalle *d)
 }
 
 /* Kernel shapes: CPU (one contiguous run per work-item) or GPU (one
- * element per work-item); CAE_DALLE_KERNELS=cpu|gpu overrides the device's
- * type. */
+ * element per work-item), as the device's defaults say (ctx->cpu_defaults);
+ * CAE_DALLE_KERNELS=cpu|gpu overrides them. */
 static int get_kernels(cae_dalle *d)
 {
     const char *env = getenv("CAE_DALLE_KERNELS");
-    d->cpu_shapes = d->ctx->is_cpu;
+    d->cpu_shapes = d->ctx->cpu_defaults;
     if (env != NULL && *env != '\0') {
         if (strcmp(env, "cpu") != 0 && strcmp(env, "gpu") != 0) {
             cae_errorf("CAE_DALLE_KERNELS=%s: expected cpu or gpu", env);

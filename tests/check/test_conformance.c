@@ -2,11 +2,18 @@
  *
  * For every fixture in tests/fixtures (written by tools/reference), runs
  *   cae-cl-step $(cat args.txt) --weights .. --batch .. --check expected
- * with each GEMM back end and requires exit 0 (every tensor within relative
- * L2 1e-4). Also: one run with the arenas split into small buffers, and the
- * smallest fixture under oclgrind, where any report fails the test.
+ * and requires exit 0 (every tensor within relative L2 1e-4): on the
+ * device's own path (--gemm auto, its kernel shapes), on the GEMM back end
+ * auto does not pick where the device runs it, and with the kernel shapes
+ * its defaults do not take. The device is asked as cae-cl-step will see it
+ * (CAE_CL_NATIVE_KERNELS included; tests/shell/gpu-mode.sh runs the suite
+ * under CAE_CL_NATIVE_KERNELS=0). Also: one run with the arenas split into
+ * small buffers, and the smallest fixture under oclgrind, where any report
+ * fails the test.
  */
 #include "tests/common/hostutil.h"
+#include "runtime/device.h"
+#include "runtime/gemm.h"
 
 #include <check.h>
 #include <errno.h>
@@ -186,10 +193,9 @@ END_TEST
 START_TEST(test_bad_inputs_refused)
 {
     char log[4096];
-    char *gemm[] = {"--gemm=host", NULL};
     snprintf(log, sizeof log, "%s/tests/bad-input.out", builddir());
     /* weights of another model size */
-    ck_assert_int_eq(step_with("ls01", "tiny", gemm, log), 1);
+    ck_assert_int_eq(step_with("ls01", "tiny", NULL, log), 1);
     ck_assert(file_contains(log, "encoder.cls_token") || file_contains(log, "tensor '"));
     /* a batch with another mask count */
     {
@@ -211,22 +217,46 @@ START_TEST(test_bad_inputs_refused)
 }
 END_TEST
 
-START_TEST(test_fixture_host)
+/* The device cae-cl-step will run on, chosen and queried once (no OpenCL
+ * context): what its defaults take, and whether it runs native kernels. */
+static const cae_ctx *device(void)
 {
-    ck_assert_msg(check_fixture(fixtures[_i], "host", NULL, "plain") == 0,
-                  "fixture %s with the host BLAS", fixtures[_i]);
+    static cae_ctx ctx;
+    static int have;
+    if (!have) {
+        ck_assert_msg(cae_device_open(&ctx, 0) == 0, "no OpenCL device");
+        have = 1;
+    }
+    return &ctx;
+}
+
+/* The device's own path: --gemm auto, the default kernel shapes. */
+START_TEST(test_fixture_auto)
+{
+    ck_assert_msg(check_fixture(fixtures[_i], "auto", NULL, "plain") == 0,
+                  "fixture %s with --gemm auto", fixtures[_i]);
 }
 END_TEST
 
-START_TEST(test_fixture_clblast)
+/* The back end --gemm auto does not pick: CLBlast where auto takes the host
+ * BLAS; the host BLAS where auto takes CLBlast, only on a device that runs
+ * native kernels (not a GPU, not under CAE_CL_NATIVE_KERNELS=0). */
+START_TEST(test_fixture_other_gemm)
 {
-    ck_assert_msg(check_fixture(fixtures[_i], "clblast", NULL, "plain") == 0,
-                  "fixture %s with CLBlast", fixtures[_i]);
+    const cae_ctx *d = device();
+    int host = cae_gemm_resolve(d, CAE_GEMM_AUTO) == CAE_GEMM_CLBLAST;
+    if (host && !d->native_kernels) {
+        printf("fixture %s: --gemm host skipped: %s runs no native kernels\n", fixtures[_i],
+               d->device_name);
+        return;
+    }
+    ck_assert_msg(check_fixture(fixtures[_i], host ? "host" : "clblast", NULL, "plain") == 0,
+                  "fixture %s with --gemm %s", fixtures[_i], host ? "host" : "clblast");
 }
 END_TEST
 
 /* The GPU kernel shapes (fused attention core, a work-group per LayerNorm
- * and cross-entropy row) on every fixture */
+ * and cross-entropy row), or the CPU ones (GEMM core, a row per work-item) */
 static void gpu_shapes(int on)
 {
     if (on) {
@@ -244,11 +274,14 @@ static void default_shapes(void)
     unsetenv("CAE_CL_ROW_KERNELS");
 }
 
-START_TEST(test_fixture_fused)
+/* The kernel shapes the device's defaults do not take, on --gemm auto: so
+ * both attention cores and both row-kernel shapes run every fixture. */
+START_TEST(test_fixture_other_shapes)
 {
-    gpu_shapes(1);
-    ck_assert_msg(check_fixture(fixtures[_i], "host", NULL, "fused") == 0,
-                  "fixture %s with the GPU kernel shapes", fixtures[_i]);
+    int gpu = device()->cpu_defaults;
+    gpu_shapes(gpu);
+    ck_assert_msg(check_fixture(fixtures[_i], "auto", NULL, gpu ? "gpu-shapes" : "cpu-shapes") == 0,
+                  "fixture %s with the %s kernel shapes", fixtures[_i], gpu ? "GPU" : "CPU");
     default_shapes();
 }
 END_TEST
@@ -257,7 +290,7 @@ END_TEST
 START_TEST(test_split_arena)
 {
     setenv("CAE_CL_MAX_CHUNK_BYTES", "65536", 1);
-    ck_assert_msg(check_fixture("proj", "host", NULL, "split") == 0, "split arena");
+    ck_assert_msg(check_fixture("proj", "auto", NULL, "split") == 0, "split arena");
     unsetenv("CAE_CL_MAX_CHUNK_BYTES");
 }
 END_TEST
@@ -299,10 +332,12 @@ static Suite *conformance_suite(void)
     Suite *s = suite_create("conformance");
     TCase *tc = tu_tcase(s, "fixtures", 1800);
     int n = (int)(sizeof fixtures / sizeof fixtures[0]);
-    tcase_add_loop_test(tc, test_fixture_host, 0, n);
-    tcase_add_loop_test(tc, test_fixture_clblast, 0, n);
-    tcase_add_loop_test(tc, test_fixture_fused, 0, n);
+    tcase_add_loop_test(tc, test_fixture_auto, 0, n);
+    tcase_add_loop_test(tc, test_fixture_other_gemm, 0, n);
+    tcase_add_loop_test(tc, test_fixture_other_shapes, 0, n);
     TU_ADD_TESTS(tc, test_split_arena, test_drop_path_deterministic, test_bad_inputs_refused);
+    /* its own case, so that CK_RUN_CASE=fixtures leaves it out */
+    tc = tu_tcase(s, "oclgrind", 1800);
     tcase_add_loop_test(tc, test_oclgrind_step, 0, 2);
     return s;
 }

@@ -3,6 +3,7 @@
 #include "model/cae_config.h"
 #include "runtime/gemm.h"
 #include "model/params.h"
+#include "ops/ops.h"
 #include "runtime/runtime.h"
 #include "tests/common/testutil.h"
 
@@ -194,6 +195,40 @@ START_TEST(test_device_selection_errors)
 }
 END_TEST
 
+/* CAE_CL_NATIVE_KERNELS=0 takes the same device as a GPU without native
+ * kernels: every default takes its GPU value (--gemm auto is CLBlast, host
+ * is refused, fused attention, work-group rows); the explicit overrides
+ * still win; 1 is the device as detected, another value an error. (Whatever
+ * the caller's environment says: the suite's own context is made by now.) */
+START_TEST(test_native_kernels_switch)
+{
+    cae_ctx dev, gpu, rows;
+    memset(&dev, 0, sizeof dev);
+    memset(&gpu, 0, sizeof gpu);
+    memset(&rows, 0, sizeof rows);
+    unsetenv("CAE_CL_ATTENTION");
+    unsetenv("CAE_CL_ROW_KERNELS");
+    setenv("CAE_CL_NATIVE_KERNELS", "1", 1);
+    ck_assert_int_eq(cae_device_open(&dev, 0), 0);
+    setenv("CAE_CL_NATIVE_KERNELS", "0", 1);
+    ck_assert_int_eq(cae_device_open(&gpu, 0), 0);
+    ck_assert_str_eq(gpu.device_name, dev.device_name);
+    ck_assert_int_eq(gpu.cpu_defaults, 0);
+    ck_assert_int_eq(gpu.native_kernels, 0);
+    ck_assert_uint_gt(gpu.row_group, 0);
+    ck_assert_int_eq(cae_mha_fused(&gpu), 1);
+    ck_assert_int_eq(cae_gemm_resolve(&gpu, CAE_GEMM_AUTO), CAE_GEMM_CLBLAST);
+    ck_assert_int_eq(cae_gemm_init(&gpu, CAE_GEMM_HOST), -1);
+    setenv("CAE_CL_ROW_KERNELS", "item", 1);
+    ck_assert_int_eq(cae_device_open(&rows, 0), 0);
+    ck_assert_uint_eq(rows.row_group, 0);
+    unsetenv("CAE_CL_ROW_KERNELS");
+    setenv("CAE_CL_NATIVE_KERNELS", "2", 1);
+    ck_assert_int_eq(cae_device_open(&rows, 0), -1);
+    unsetenv("CAE_CL_NATIVE_KERNELS");
+}
+END_TEST
+
 START_TEST(test_config_validation)
 {
     cae_config c;
@@ -283,7 +318,7 @@ static Suite *runtime_suite(void)
     TCase *tc = tu_tcase(s, "runtime", 300);
     TU_ADD_TESTS(tc, test_fill_and_copy, test_missing_kernel_is_reported, test_alloc_limit,
                  test_gemm_all_transposes, test_gemm_batched, test_param_table, test_arena_splits,
-                 test_device_selection_errors, test_config_validation, test_kernel_binary_cache);
+                 test_device_selection_errors, test_native_kernels_switch, test_config_validation, test_kernel_binary_cache);
     return s;
 }
 
