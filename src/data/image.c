@@ -14,9 +14,9 @@
  * allocated. */
 #include "data/image.h"
 #include "runtime/errors.h"
+#include "runtime/files.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -350,24 +350,17 @@ static int read_whole(cae_decoder *d, const char *path, size_t *size)
 {
     struct stat st;
     size_t n, got = 0;
+    char why[256];
     int fd, e;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = cae_open_regular(path, &st, why, sizeof why);
     if (fd < 0) {
         e = errno;
-        cae_errorf("%s: cannot open: %s", path, strerror(e));
+        cae_errorf("%s: %s", path, why);
         return sys_errno_is_fatal(e) ? -1 : 1;
     }
-    if (fstat(fd, &st) != 0) {
-        e = errno;
-        cae_errorf("%s: fstat: %s", path, strerror(e));
-        close(fd);
-        return sys_errno_is_fatal(e) ? -1 : 1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 0 ||
-        (unsigned long long)st.st_size > CAE_IMAGE_MAX_FILE_BYTES) {
-        cae_errorf("%s: %s", path,
-                   S_ISREG(st.st_mode) ? "file larger than 2 GiB" : "not a regular file");
+    if (st.st_size < 0 || (unsigned long long)st.st_size > CAE_IMAGE_MAX_FILE_BYTES) {
+        cae_errorf("%s: file larger than 2 GiB", path);
         close(fd);
         return 1;
     }

@@ -1,5 +1,6 @@
 /* kernel_cache.c: on-disk OpenCL program binaries (see kernel_cache.h). */
 #include "runtime/kernel_cache.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -128,16 +129,21 @@ void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
 
 unsigned char *cae_kernel_cache_load(const cae_kernel_cache *kc, size_t *size)
 {
+    struct stat st;
+    char why[256];
     FILE *f;
     long len;
     unsigned char *data;
 
     if (!kc->path[0])
         return NULL;
-    f = fopen(kc->path, "rb");
-    if (!f)
-        return NULL; /* a miss */
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0) {
+    f = cae_fopen_regular(kc->path, &st, why, sizeof why);
+    if (!f) {
+        if (errno != ENOENT) /* no entry is a plain miss; anything else is worth a line */
+            cae_errorf("warning: kernel cache entry %s: %s; compiling from source", kc->path, why);
+        return NULL;
+    }
+    if ((len = (long)st.st_size) <= 0) {
         fclose(f);
         return NULL;
     }

@@ -5,6 +5,7 @@
    offsets. A file is read whole into memory and tensors point into that
    copy. */
 #include "safetensors/st_internal.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,19 +29,12 @@ static int read_file(const char *path, int header_only, unsigned char **out, siz
     struct stat sb;
     unsigned char *buf = NULL;
     size_t size, want;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char why[256];
+    int fd = cae_open_regular(path, &sb, why, sizeof why);
 
     if (fd < 0) {
-        st_error(path, NULL, "cannot open: %s", strerror(errno));
+        st_error(path, NULL, "%s", why);
         return -1;
-    }
-    if (fstat(fd, &sb) != 0) {
-        st_error(path, NULL, "cannot stat: %s", strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st_error(path, NULL, "not a regular file");
-        goto fail;
     }
     if (sb.st_size < 0 || (uintmax_t)sb.st_size > (uintmax_t)SIZE_MAX - 1) {
         st_error(path, NULL, "file too large to hold in memory");

@@ -2,6 +2,7 @@
 #include "train/train_log.h"
 
 #include "runtime/errors.h"
+#include "runtime/files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -254,10 +255,11 @@ int cae_cls_log_best(FILE *log, double best, int best_epoch)
 void cae_cls_log_best_before(const char *output_dir, uint64_t below, double *best,
                              int *best_epoch)
 {
-    char path[4200], line[4096];
+    char path[4200], line[4096], why[256];
+    struct stat st;
     FILE *f;
     int n = snprintf(path, sizeof path, "%s/log.txt", output_dir);
-    if (n < 0 || (size_t)n >= sizeof path || !(f = fopen(path, "r")))
+    if (n < 0 || (size_t)n >= sizeof path || !(f = cae_fopen_regular(path, &st, why, sizeof why)))
         return;
     while (fgets(line, sizeof line, f)) {
         const char *a = strstr(line, "\"test_acc1\": "), *e = strstr(line, "\"epoch\": ");

@@ -20,8 +20,15 @@ cae_need_mpirun() {
         echo "SKIP: mpirun not found"
         exit 77
     fi
+    cae_time_limit "$1"
+}
+
+# cae_time_limit SECONDS: sets $limit, a prefix that kills a run still going
+# after SECONDS (then 10 more for a run that ignores SIGTERM), so that a hang
+# fails make check instead of stalling it; empty without coreutils' timeout.
+cae_time_limit() {
     limit=""
     if command -v timeout >/dev/null 2>&1; then
-        limit="timeout $1"
+        limit="timeout -k 10 $1"
     fi
 }
