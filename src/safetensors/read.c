@@ -79,6 +79,16 @@ fail:
     return -1;
 }
 
+/* The first 8 bytes of what torch.save writes: a zip archive (PyTorch 1.6
+ * on) or a pickle's PROTO opcode (0x80, protocol 2 to 5). A safetensors file
+ * may begin the same way, so this is asked only of a header length that
+ * cannot be right. */
+static int is_pytorch_file(const unsigned char *b)
+{
+    static const unsigned char zip[4] = {'P', 'K', 3, 4};
+    return memcmp(b, zip, 4) == 0 || (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5);
+}
+
 /* n bytes from fd's position into buf; size is the file's size (messages) */
 static int read_exact(int fd, const char *path, unsigned char *buf, size_t n, size_t size)
 {
@@ -399,6 +409,11 @@ static int st_load(cae_st_file *f, const char *path, int header_only)
     }
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | g.bytes[i];
+    if ((hlen > ST_MAX_HEADER || hlen > g.size - 8) && is_pytorch_file(g.bytes)) {
+        st_error(path, NULL, "a PyTorch checkpoint, not safetensors: convert it with "
+                             "cae-cl-convert-checkpoint to-safetensors");
+        goto fail;
+    }
     if (hlen == 0) {
         st_error(path, NULL, "header length is 0");
         goto fail;
