@@ -148,6 +148,16 @@ refused unknown-flag "--no_such_flag" "$train" $tiny --output_dir "$work/kept" -
 refused malformed-int "--batch_size" "$train" $tiny --output_dir "$work/kept" --batch_size abc
 refused malformed-float "--lr" "$train" $tiny --output_dir "$work/kept" --lr 1e-3x
 refused negative-epochs "--epochs" "$train" $tiny --output_dir "$work/kept" --epochs -4
+# values outside a flag's domain: refused where they are parsed, before any step
+refused lr-inf "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr inf
+refused lr-negative "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr -1
+refused lr-nan "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr nan
+refused min-lr-negative "--min_lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --min_lr -1e-5
+refused warmup-lr-inf "--warmup_lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --warmup_lr=-inf
+refused weight-decay-nan "--weight_decay" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --weight_decay nan
+refused clip-grad-negative "--clip_grad" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --clip_grad -3
+refused drop-path-over-1 "--drop_path" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --drop_path 1.5
+refused zero-batch "--batch_size" "$train" $tiny --batch_size 0 --data_path "$bad/mixed" --output_dir "$work/kept"
 refused missing-value "--data_path" "$train" $tiny --output_dir "$work/kept" --data_path
 refused switch-with-value "--auto_resume" "$train" $tiny --output_dir "$work/kept" --auto_resume=1
 refused positional "train" "$train" $tiny --output_dir "$work/kept" train
