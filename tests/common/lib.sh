@@ -32,3 +32,13 @@ cae_time_limit() {
         limit="timeout -k 10 $1"
     fi
 }
+
+# cae_wait_lines FILE N: wait (up to 60 s) until FILE has N lines, e.g. a
+# background run's metrics.jsonl once it has trained N steps.
+cae_wait_lines() {
+    i=0
+    while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 600 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+}

@@ -52,11 +52,7 @@ echo "ok: 3 + resume + 3 steps equal 6 steps"
 # 2. SIGTERM: finish the step, checkpoint, exit 143, resumable
 "$train" $common --output_dir "$work/c" > "$work/c.log" 2>&1 &
 pid=$!
-i=0
-while [ "$(cat "$work/c/metrics.jsonl" 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+cae_wait_lines "$work/c/metrics.jsonl" 2
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -83,11 +79,7 @@ echo "ok: non-finite loss stops the run"
 #    once, naming the folder and the first run's pid; the first one goes on
 "$train" $common --output_dir "$work/e" --stop_after_steps 400 > "$work/e.log" 2>&1 &
 pid=$!
-i=0
-while [ "$(cat "$work/e/metrics.jsonl" 2>/dev/null | wc -l)" -lt 1 ] && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+cae_wait_lines "$work/e/metrics.jsonl" 1
 cae_time_limit 60
 $limit "$train" $common --output_dir "$work/e" > "$work/e2.log" 2>&1
 rc=$?
