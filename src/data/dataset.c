@@ -13,6 +13,7 @@
 #define _DEFAULT_SOURCE /* struct dirent's d_type saves a stat per file */
 #include "data/dataset.h"
 #include "runtime/errors.h"
+#include "runtime/files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 struct cae_dataset {
@@ -488,10 +490,19 @@ static uint32_t be32(const unsigned char *p)
 /* Open an IDX file; reads header_bytes of header into hdr and checks its magic. */
 static gzFile idx_open(const char *path, unsigned char *hdr, size_t header_bytes, uint32_t magic)
 {
-    gzFile f = gzopen(path, "rb");
+    struct stat st;
+    char why[256];
+    int fd = cae_open_regular(path, &st, why, sizeof why);
+    gzFile f;
 
+    if (fd < 0) {
+        cae_errorf("%s: %s", path, why);
+        return NULL;
+    }
+    f = gzdopen(fd, "rb");
     if (f == NULL) {
-        cae_errorf("%s: cannot open: %s", path, errno != 0 ? strerror(errno) : "out of memory");
+        cae_errorf("%s: cannot open: out of memory", path);
+        close(fd);
         return NULL;
     }
     if (gz_exact(f, path, hdr, header_bytes) != 0) {

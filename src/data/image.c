@@ -14,9 +14,9 @@
  * allocated. */
 #include "data/image.h"
 #include "runtime/errors.h"
+#include "runtime/files.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -97,6 +97,24 @@ static int grow(void **buf, size_t *cap, size_t need, const char *what)
 
 /* ---- the decoder ------------------------------------------------------------ */
 
+/* A fresh TurboJPEG handle for d; -1 (after a message) when none can be made. */
+static int tj_open(cae_decoder *d)
+{
+    d->tj = tjInitDecompress();
+    if (d->tj == NULL) {
+        cae_errorf("tjInitDecompress() failed: %s", tjGetErrorStr2(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+static void tj_close(cae_decoder *d)
+{
+    if (d->tj != NULL && tjDestroy(d->tj) != 0)
+        cae_errorf("tjDestroy() failed: %s", tjGetErrorStr2(d->tj));
+    d->tj = NULL;
+}
+
 cae_decoder *cae_decoder_new(void)
 {
     cae_decoder *d = calloc(1, sizeof *d);
@@ -105,9 +123,7 @@ cae_decoder *cae_decoder_new(void)
         cae_errorf("cae_decoder_new: out of memory");
         return NULL;
     }
-    d->tj = tjInitDecompress();
-    if (d->tj == NULL) {
-        cae_errorf("tjInitDecompress() failed: %s", tjGetErrorStr2(NULL));
+    if (tj_open(d) != 0) {
         free(d);
         return NULL;
     }
@@ -118,8 +134,7 @@ void cae_decoder_free(cae_decoder *d)
 {
     if (d == NULL)
         return;
-    if (tjDestroy(d->tj) != 0)
-        cae_errorf("tjDestroy() failed: %s", tjGetErrorStr2(d->tj));
+    tj_close(d);
     free(d->file);
     free(d->cmyk);
     free(d->rows);
@@ -166,8 +181,8 @@ static int jpeg_warning_is_fatal(const char *msg)
     return strstr(msg, "Premature end") != NULL;
 }
 
-static int decode_jpeg(cae_decoder *d, const char *name, const unsigned char *data, size_t size,
-                       cae_image *out)
+static int decode_jpeg_with(cae_decoder *d, const char *name, const unsigned char *data,
+                            size_t size, cae_image *out, int *tj_failed)
 {
     int w = 0, h = 0, subsamp = 0, cs = 0, cmyk, rc;
     int flags = TJFLAG_ACCURATEDCT;
@@ -177,6 +192,7 @@ static int decode_jpeg(cae_decoder *d, const char *name, const unsigned char *da
     flags |= TJFLAG_LIMITSCANS; /* refuse progressive files with absurd scan counts */
 #endif
     rc = tjDecompressHeader3(d->tj, data, (unsigned long)size, &w, &h, &subsamp, &cs);
+    *tj_failed = rc != 0;
     if (rc != 0 && !(tjGetErrorCode(d->tj) == TJERR_WARNING && w > 0 && h > 0)) {
         cae_errorf("%s: corrupt JPEG header (%s)", name, tjGetErrorStr2(d->tj));
         return 1;
@@ -194,6 +210,7 @@ static int decode_jpeg(cae_decoder *d, const char *name, const unsigned char *da
     }
     rc = tjDecompress2(d->tj, data, (unsigned long)size, dst, w, w * (cmyk ? 4 : 3), h,
                        cmyk ? TJPF_CMYK : TJPF_RGB, flags);
+    *tj_failed |= rc != 0;
     if (rc != 0) {
         const char *msg = tjGetErrorStr2(d->tj);
         if (tjGetErrorCode(d->tj) != TJERR_WARNING || jpeg_warning_is_fatal(msg)) {
@@ -204,6 +221,23 @@ static int decode_jpeg(cae_decoder *d, const char *name, const unsigned char *da
     if (cmyk)
         cmyk_to_rgb(d->cmyk, out->rgb, (size_t)w * (size_t)h);
     return 0;
+}
+
+/* TurboJPEG keeps a failed call's state (and its error text) in the handle,
+ * and some refusals (a lossless or 12-bit frame) leave it unable to decode
+ * the next file: after any error or warning the handle is replaced, so that
+ * one file's trouble never outlives it. */
+static int decode_jpeg(cae_decoder *d, const char *name, const unsigned char *data, size_t size,
+                       cae_image *out)
+{
+    int tj_failed = 0, rc = decode_jpeg_with(d, name, data, size, out, &tj_failed);
+
+    if (tj_failed) {
+        tj_close(d);
+        if (tj_open(d) != 0)
+            return -1;
+    }
+    return rc;
 }
 
 /* ---- PNG -------------------------------------------------------------------- */
@@ -350,24 +384,17 @@ static int read_whole(cae_decoder *d, const char *path, size_t *size)
 {
     struct stat st;
     size_t n, got = 0;
+    char why[256];
     int fd, e;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = cae_open_regular(path, &st, why, sizeof why);
     if (fd < 0) {
         e = errno;
-        cae_errorf("%s: cannot open: %s", path, strerror(e));
+        cae_errorf("%s: %s", path, why);
         return sys_errno_is_fatal(e) ? -1 : 1;
     }
-    if (fstat(fd, &st) != 0) {
-        e = errno;
-        cae_errorf("%s: fstat: %s", path, strerror(e));
-        close(fd);
-        return sys_errno_is_fatal(e) ? -1 : 1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 0 ||
-        (unsigned long long)st.st_size > CAE_IMAGE_MAX_FILE_BYTES) {
-        cae_errorf("%s: %s", path,
-                   S_ISREG(st.st_mode) ? "file larger than 2 GiB" : "not a regular file");
+    if (st.st_size < 0 || (unsigned long long)st.st_size > CAE_IMAGE_MAX_FILE_BYTES) {
+        cae_errorf("%s: file larger than 2 GiB", path);
         close(fd);
         return 1;
     }

@@ -1,5 +1,6 @@
 /* kernel_cache.c: on-disk OpenCL program binaries (see kernel_cache.h). */
 #include "runtime/kernel_cache.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -7,6 +8,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* An entry: "CAECLKC" + format byte, the binary's size (8 bytes, little
+ * endian), the FNV-1a pair of the binary (2 x 8 bytes), then the binary. A
+ * driver handed a truncated or damaged binary may abort the process, so the
+ * size and checksum are checked before it sees one. */
+static const unsigned char entry_magic[8] = {'C', 'A', 'E', 'C', 'L', 'K', 'C', 2};
+enum { ENTRY_HEADER = 32 };
 
 /* Two FNV-1a streams with different offsets give a 128-bit key. */
 typedef struct {
@@ -113,6 +121,9 @@ void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
         return;
     if (cae_cache_folder(folder, sizeof folder) != 0)
         return;
+    /* the entry format is part of the key: entries of an older format are
+     * never read (they stay behind, unused) rather than warned about */
+    hash_bytes(&h, entry_magic, sizeof entry_magic);
     for (size_t i = 0; i < n_sources; i++)
         hash_string(&h, sources[i]);
     hash_string(&h, options);
@@ -126,36 +137,84 @@ void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
              (unsigned long long)h.a, (unsigned long long)h.b);
 }
 
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void entry_header(unsigned char *out, const unsigned char *bin, size_t size)
+{
+    hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    hash_bytes(&h, bin, size);
+    memcpy(out, entry_magic, 8);
+    put_le64(out + 8, (uint64_t)size);
+    put_le64(out + 16, h.a);
+    put_le64(out + 24, h.b);
+}
+
+/* NULL when data (len bytes) is a whole, intact entry, else what is wrong */
+static const char *entry_problem(const unsigned char *data, size_t len)
+{
+    unsigned char want[ENTRY_HEADER];
+
+    if (len < ENTRY_HEADER || memcmp(data, entry_magic, 8) != 0)
+        return "not a cache entry (no header)";
+    if (get_le64(data + 8) != (uint64_t)(len - ENTRY_HEADER))
+        return "truncated or padded (size does not match its header)";
+    entry_header(want, data + ENTRY_HEADER, len - ENTRY_HEADER);
+    if (memcmp(want, data, ENTRY_HEADER) != 0)
+        return "checksum mismatch";
+    return NULL;
+}
+
 unsigned char *cae_kernel_cache_load(const cae_kernel_cache *kc, size_t *size)
 {
+    struct stat st;
+    char why[256];
+    const char *bad = why;
+    unsigned char *data = NULL;
+    size_t len = 0;
     FILE *f;
-    long len;
-    unsigned char *data;
 
     if (!kc->path[0])
         return NULL;
-    f = fopen(kc->path, "rb");
-    if (!f)
+    f = cae_fopen_regular(kc->path, &st, why, sizeof why);
+    if (!f && errno == ENOENT)
         return NULL; /* a miss */
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0) {
+    if (f) {
+        len = (size_t)st.st_size;
+        data = malloc(len > 0 ? len : 1);
+        if (!data || fread(data, 1, len, f) != len)
+            snprintf(why, sizeof why, "cannot read: %s", data ? strerror(errno) : "out of memory");
+        else
+            bad = entry_problem(data, len);
         fclose(f);
-        return NULL;
     }
-    data = malloc((size_t)len);
-    if (!data || fread(data, 1, (size_t)len, f) != (size_t)len) {
+    if (bad) {
+        cae_errorf("warning: kernel cache entry %s: %s; removed, compiling from source", kc->path,
+                   bad);
+        unlink(kc->path);
         free(data);
-        fclose(f);
         return NULL;
     }
-    fclose(f);
-    *size = (size_t)len;
+    *size = len - ENTRY_HEADER;
+    memmove(data, data + ENTRY_HEADER, *size);
     return data;
 }
 
 void cae_kernel_cache_store(const cae_kernel_cache *kc, cl_program program)
 {
     size_t size = 0;
-    unsigned char *data = NULL;
+    unsigned char *data = NULL, header[ENTRY_HEADER];
     char tmp[4200];
     FILE *f = NULL;
 
@@ -174,7 +233,9 @@ void cae_kernel_cache_store(const cae_kernel_cache *kc, cl_program program)
     f = fopen(tmp, "wb");
     if (!f)
         goto fail;
-    if (fwrite(data, 1, size, f) != size || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    entry_header(header, data, size);
+    if (fwrite(header, 1, ENTRY_HEADER, f) != ENTRY_HEADER || fwrite(data, 1, size, f) != size ||
+        fflush(f) != 0 || fsync(fileno(f)) != 0) {
         fclose(f);
         unlink(tmp);
         goto fail;

@@ -5,6 +5,7 @@
 #include "runtime/program.h"
 
 #include "runtime/cl_sources.h"
+#include "runtime/files.h"
 #include "runtime/kernel_cache.h"
 
 #include <errno.h>
@@ -44,22 +45,20 @@ static char *load_kernel_file(const char *dir, const char *path)
 {
     char full[4096];
     const char *base = strrchr(path, '/');
+    struct stat st;
+    char why[256];
     FILE *f;
     long len;
     char *text;
     int head;
 
     snprintf(full, sizeof full, "%s/%s", dir, base ? base + 1 : path);
-    f = fopen(full, "rb");
+    f = cae_fopen_regular(full, &st, why, sizeof why);
     if (!f) {
-        cae_errorf("CAE_CL_KERNEL_DIR: cannot open %s: %s", full, strerror(errno));
+        cae_errorf("CAE_CL_KERNEL_DIR: %s: %s", full, why);
         return NULL;
     }
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        cae_errorf("%s: cannot read: %s", full, strerror(errno));
-        fclose(f);
-        return NULL;
-    }
+    len = (long)st.st_size;
     text = malloc((size_t)len + strlen(path) + 32);
     if (!text) {
         fclose(f);

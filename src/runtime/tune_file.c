@@ -2,6 +2,7 @@
 #include "runtime/tune_file.h"
 
 #include "runtime/kernel_cache.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -204,12 +205,20 @@ int cae_tune_load(const char *path, const cae_tune_device *dev, cae_tune *t)
     json_t *root;
     const char *why = NULL;
     char line[300];
+    struct stat st;
+    FILE *f;
 
     memset(t, 0, sizeof *t);
     if (access(path, F_OK) != 0)
         return 0;
-    root = json_load_file(path, 0, &jerr);
-    if (!root) {
+    /* a FIFO or device named like the tuning file must not hang the run */
+    f = cae_fopen_regular(path, &st, line, sizeof line);
+    root = f ? json_loadf(f, 0, &jerr) : NULL;
+    if (f)
+        fclose(f);
+    if (!f) {
+        why = line;
+    } else if (!root) {
         snprintf(line, sizeof line, "not valid JSON (line %d: %s)", jerr.line, jerr.text);
         why = line;
     } else if (parse(root, dev, t, &why) != 0) {

@@ -5,6 +5,7 @@
    offsets. A file is read whole into memory and tensors point into that
    copy. */
 #include "safetensors/st_internal.h"
+#include "runtime/files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,19 +29,12 @@ static int read_file(const char *path, int header_only, unsigned char **out, siz
     struct stat sb;
     unsigned char *buf = NULL;
     size_t size, want;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char why[256];
+    int fd = cae_open_regular(path, &sb, why, sizeof why);
 
     if (fd < 0) {
-        st_error(path, NULL, "cannot open: %s", strerror(errno));
+        st_error(path, NULL, "%s", why);
         return -1;
-    }
-    if (fstat(fd, &sb) != 0) {
-        st_error(path, NULL, "cannot stat: %s", strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st_error(path, NULL, "not a regular file");
-        goto fail;
     }
     if (sb.st_size < 0 || (uintmax_t)sb.st_size > (uintmax_t)SIZE_MAX - 1) {
         st_error(path, NULL, "file too large to hold in memory");
@@ -83,6 +77,16 @@ fail:
         close(fd);   /* already failing; a close error would add nothing */
     free(buf);
     return -1;
+}
+
+/* The first 8 bytes of what torch.save writes: a zip archive (PyTorch 1.6
+ * on) or a pickle's PROTO opcode (0x80, protocol 2 to 5). A safetensors file
+ * may begin the same way, so this is asked only of a header length that
+ * cannot be right. */
+static int is_pytorch_file(const unsigned char *b)
+{
+    static const unsigned char zip[4] = {'P', 'K', 3, 4};
+    return memcmp(b, zip, 4) == 0 || (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5);
 }
 
 /* n bytes from fd's position into buf; size is the file's size (messages) */
@@ -405,6 +409,11 @@ static int st_load(cae_st_file *f, const char *path, int header_only)
     }
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | g.bytes[i];
+    if ((hlen > ST_MAX_HEADER || hlen > g.size - 8) && is_pytorch_file(g.bytes)) {
+        st_error(path, NULL, "a PyTorch checkpoint, not safetensors: convert it with "
+                             "cae-cl-convert-checkpoint to-safetensors");
+        goto fail;
+    }
     if (hlen == 0) {
         st_error(path, NULL, "header length is 0");
         goto fail;

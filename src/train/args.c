@@ -4,6 +4,7 @@
 #include "runtime/errors.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +250,51 @@ static int takes_value(flag_kind k)
            k == F_IGNORE_VALUE;
 }
 
+/* Where a given value must lie, checked where it is parsed so that a bad
+ * value is refused naming its flag before anything runs (--lr -1 used to
+ * fail after a logged step; a negative --epochs ran for ever). Every
+ * F_DOUBLE must also be finite: inf and nan parse, but no flag means them.
+ * Flags not listed take any value of their type. */
+typedef enum { R_NONNEG, R_POS, R_UNIT } flag_range; /* R_UNIT: [0, 1] */
+
+static const struct {
+    const char *name;
+    flag_range range;
+} ranges[] = {
+    {"mlp_ratio", R_POS}, {"batch_size", R_POS}, {"epochs", R_POS},
+    {"bucket_cap_mb", R_POS}, {"budget_s", R_POS},
+    {"lr", R_NONNEG}, {"warmup_lr", R_NONNEG}, {"min_lr", R_NONNEG}, {"blr", R_NONNEG},
+    {"weight_decay", R_NONNEG}, {"weight_decay_end", R_NONNEG}, {"clip_grad", R_NONNEG},
+    {"opt_eps", R_NONNEG}, {"warmup_epochs", R_NONNEG}, {"start_epoch", R_NONNEG},
+    {"num_workers", R_NONNEG}, {"layer_scale_init_value", R_NONNEG},
+    {"decoder_layer_scale_init_value", R_NONNEG}, {"align_loss_weight", R_NONNEG},
+    {"color_jitter", R_NONNEG}, {"mixup", R_NONNEG}, {"cutmix", R_NONNEG},
+    {"init_scale", R_NONNEG},
+    {"drop_path", R_UNIT}, {"ratio_mask_patches", R_UNIT}, {"crop_min_size", R_UNIT},
+    {"crop_max_size", R_UNIT}, {"momentum", R_UNIT}, {"layer_decay", R_UNIT},
+    {"smoothing", R_UNIT}, {"mixup_prob", R_UNIT}, {"mixup_switch_prob", R_UNIT},
+    {"reprob", R_UNIT},
+};
+
+/* x, parsed from v, against f's range; -1 after one line naming the flag */
+static int check_range(const flag_spec *f, const char *v, double x)
+{
+    static const char *const want[] = {"must not be negative", "must be positive",
+                                       "must be in [0, 1]"};
+
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        flag_range r = ranges[i].range;
+        if (strcmp(ranges[i].name, f->name) != 0)
+            continue;
+        if ((r == R_NONNEG && x >= 0) || (r == R_POS && x > 0) ||
+            (r == R_UNIT && x >= 0 && x <= 1))
+            return 0;
+        cae_errorf("--%s %s: %s", f->name, v, want[r]);
+        return -1;
+    }
+    return 0;
+}
+
 static int set_value(cae_args *a, const flag_spec *f, const char *v)
 {
     char *p = (char *)a + f->offset, *end;
@@ -260,6 +306,7 @@ static int set_value(cae_args *a, const flag_spec *f, const char *v)
             cae_errorf("--%s %s: not an integer", f->name, v);
             return -1;
         }
+        CAE_TRY(check_range(f, v, (double)x));
         *(int *)p = (int)x;
         return 0;
     }
@@ -278,6 +325,11 @@ static int set_value(cae_args *a, const flag_spec *f, const char *v)
             cae_errorf("--%s %s: not a number", f->name, v);
             return -1;
         }
+        if (!isfinite(x)) {
+            cae_errorf("--%s %s: must be a finite number", f->name, v);
+            return -1;
+        }
+        CAE_TRY(check_range(f, v, x));
         *(double *)p = x;
         return 0;
     }
@@ -365,16 +417,7 @@ int cae_args_parse(cae_args *a, int argc, char **argv)
     CAE_TRY(scan(a, argc, argv, 1));
     if (a->model_given)
         CAE_TRY(cae_config_preset(&a->model, a->model_name));
-    CAE_TRY(scan(a, argc, argv, 0));
-    if (a->batch_size <= 0) {
-        cae_errorf("--batch_size %d: must be positive", a->batch_size);
-        return -1;
-    }
-    if (a->epochs <= 0) { /* a negative count made cae-cl-train run forever */
-        cae_errorf("--epochs %d: must be positive", a->epochs);
-        return -1;
-    }
-    return 0;
+    return scan(a, argc, argv, 0);
 }
 
 int cae_args_choose_target(cae_args *a, int random_labels)

@@ -2,9 +2,11 @@
 #include "train/train_log.h"
 
 #include "runtime/errors.h"
+#include "runtime/files.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,54 @@ double cae_now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The writer lock: a POSIX record lock on dir/.cae-cl.lock, held until the
+ * process exits or locks another folder. Record locks belong to the process,
+ * so locking the same folder again (a test, a second call) succeeds, and
+ * F_GETLK names the holder. The file itself is never written: its presence
+ * changes nothing in the folder's data. */
+static int lock_fd = -1;
+static struct stat lock_st;
+
+static int output_dir_lock(const char *dir)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    char path[4200];
+    struct stat st;
+    int fd;
+
+    snprintf(path, sizeof path, "%s/.cae-cl.lock", dir);
+    /* already ours: opening and closing it again would drop the lock */
+    if (lock_fd >= 0 && stat(path, &st) == 0 && st.st_dev == lock_st.st_dev &&
+        st.st_ino == lock_st.st_ino)
+        return 0;
+    fd = open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        cae_errorf("--output_dir %s: cannot open %s: %s", dir, path, strerror(errno));
+        return -1;
+    }
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        if (e == EACCES || e == EAGAIN) {
+            if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK)
+                cae_errorf("--output_dir %s: in use by another run (pid %ld): one run per folder",
+                           dir, (long)who.l_pid);
+            else
+                cae_errorf("--output_dir %s: in use by another run: one run per folder", dir);
+        } else {
+            cae_errorf("--output_dir %s: cannot lock %s: %s", dir, path, strerror(e));
+        }
+        close(fd);
+        return -1;
+    }
+    if (lock_fd >= 0)
+        close(lock_fd); /* one folder per process: the previous one is released */
+    lock_fd = fd;
+    if (fstat(fd, &lock_st) != 0)
+        lock_st.st_ino = 0;
+    return 0;
 }
 
 int cae_output_dir_make(const char *dir)
@@ -42,7 +92,7 @@ int cae_output_dir_make(const char *dir)
         cae_errorf("--output_dir %s: cannot create: %s", dir, strerror(errno));
         return -1;
     }
-    return 0;
+    return output_dir_lock(dir);
 }
 
 FILE *cae_output_open(const char *dir, const char *name)
@@ -254,10 +304,11 @@ int cae_cls_log_best(FILE *log, double best, int best_epoch)
 void cae_cls_log_best_before(const char *output_dir, uint64_t below, double *best,
                              int *best_epoch)
 {
-    char path[4200], line[4096];
+    char path[4200], line[4096], why[256];
+    struct stat st;
     FILE *f;
     int n = snprintf(path, sizeof path, "%s/log.txt", output_dir);
-    if (n < 0 || (size_t)n >= sizeof path || !(f = fopen(path, "r")))
+    if (n < 0 || (size_t)n >= sizeof path || !(f = cae_fopen_regular(path, &st, why, sizeof why)))
         return;
     while (fgets(line, sizeof line, f)) {
         const char *a = strstr(line, "\"test_acc1\": "), *e = strstr(line, "\"epoch\": ");

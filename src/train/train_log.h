@@ -40,8 +40,11 @@ int cae_train_log_step(cae_train_log *l, const cae_step_metrics *m, uint64_t ste
 /* Writes the epoch's log.txt line and resets the averages. */
 int cae_train_log_epoch(cae_train_log *l, uint64_t epoch, size_t n_parameters);
 
-/* The programs' output folder: mkdir -p, one line naming --output_dir and
- * the part that could not be created. */
+/* The programs' output folder: mkdir -p, then the folder's writer lock
+ * (dir/.cae-cl.lock), held until the process exits or makes another output
+ * folder, so that two runs never write one folder. -1 after one line naming
+ * --output_dir and the part that could not be created, or the pid of the run
+ * that holds the folder. Called by the one rank that writes. */
 int cae_output_dir_make(const char *dir);
 /* dir/name opened for appending (a resumed run continues the file); NULL
  * after one line naming the file. */

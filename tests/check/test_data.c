@@ -205,6 +205,56 @@ START_TEST(test_decode_memory_and_reuse)
 }
 END_TEST
 
+/* A JPEG TurboJPEG refuses (a lossless SOF3 frame, a 12-bit SOF0 frame)
+ * must not poison the decoder: the good file decoded next by the same
+ * decoder decodes, equals a fresh decoder's output and reports nothing. */
+START_TEST(test_decode_after_refused_jpeg)
+{
+    cae_decoder *d = cae_decoder_new(), *fresh = cae_decoder_new();
+    cae_image want = {0}, got = {0};
+    char good[8192], *err;
+    size_t len, sof = 0;
+    unsigned char *data;
+
+    ck_assert(d != NULL && fresh != NULL);
+    pathf(good, sizeof good, "%s/decode/rgb444.jpg", images);
+    ck_assert_int_eq(cae_decode_file(fresh, good, &want), 0);
+    data = (unsigned char *)slurp(good, &len);
+    for (size_t i = 2; i + 4 < len && !sof; i++)
+        if (data[i] == 0xFF && data[i + 1] == 0xC0)
+            sof = i;
+    ck_assert_msg(sof > 0, "rgb444.jpg: no SOF0 marker");
+    for (int variant = 0; variant < 2; variant++) {
+        unsigned char *bad = malloc(len);
+        ck_assert(bad != NULL);
+        memcpy(bad, data, len);
+        if (variant == 0)
+            bad[sof + 1] = 0xC3; /* lossless */
+        else
+            bad[sof + 4] = 12; /* 12-bit samples */
+        capture_begin(tmpdir);
+        ck_assert_int_eq(cae_decode_memory(d, "refused.jpg", bad, len, &got), 1);
+        err = capture_end();
+        assert_one_line(err, "refused.jpg", "JPEG");
+        free(err);
+        capture_begin(tmpdir);
+        ck_assert_int_eq(cae_decode_file(d, good, &got), 0);
+        err = capture_end();
+        ck_assert_msg(err[0] == '\0', "variant %d: stale report: %s", variant, err);
+        free(err);
+        ck_assert_int_eq(got.width, want.width);
+        ck_assert_int_eq(got.height, want.height);
+        ck_assert(memcmp(got.rgb, want.rgb, (size_t)want.width * (size_t)want.height * 3) == 0);
+        free(bad);
+    }
+    free(data);
+    cae_image_free(&want);
+    cae_image_free(&got);
+    cae_decoder_free(d);
+    cae_decoder_free(fresh);
+}
+END_TEST
+
 /* A YCCK JPEG (Pillow cannot write one): TurboJPEG compresses CMYK pixels
  * P into YCCK; Pillow would read them as inverted CMYK, i.e. RGB ~ P*K/255. */
 START_TEST(test_decode_ycck)
@@ -982,7 +1032,8 @@ static Suite *data_suite(void)
 
     tc = tu_tcase(s, "decode", 300);
     tcase_add_checked_fixture(tc, setup, teardown);
-    TU_ADD_TESTS(tc, test_decode_matches_pillow, test_decode_memory_and_reuse, test_decode_ycck,
+    TU_ADD_TESTS(tc, test_decode_matches_pillow, test_decode_memory_and_reuse,
+                 test_decode_after_refused_jpeg, test_decode_ycck,
                  test_decode_bad_files);
 
     tc = tu_tcase(s, "dataset", 300);

@@ -5,6 +5,7 @@
 #include "model/params.h"
 #include "ops/ops.h"
 #include "runtime/runtime.h"
+#include "tests/common/capture.h"
 #include "tests/common/testutil.h"
 
 #include <check.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 START_TEST(test_fill_and_copy)
@@ -273,7 +275,10 @@ START_TEST(test_kernel_binary_cache)
     char dir[] = "/tmp/cae-kcache-XXXXXX", entry[4200];
     cae_ctx c2;
     cae_ctx_options opt = {.gemm = CAE_GEMM_AUTO};
+    struct stat st, st2;
+    char *err;
     FILE *f;
+    int rc;
     ck_assert_ptr_nonnull(mkdtemp(dir));
     unsetenv("CAE_CL_NO_CACHE"); /* whatever the caller's environment says */
     setenv("CAE_CL_CACHE_DIR", dir, 1);
@@ -286,6 +291,21 @@ START_TEST(test_kernel_binary_cache)
     ck_assert_int_eq(cae_ctx_init(&c2, &opt), 0);
     ck_assert_ptr_nonnull(cae_kernel(&c2, "fill_float"));
     cae_ctx_free(&c2);
+    /* a truncated entry never reaches the driver: one warning naming it, then
+     * it is rebuilt from source and rewritten whole */
+    ck_assert_int_eq(stat(entry, &st), 0);
+    ck_assert_int_eq(truncate(entry, st.st_size / 2), 0);
+    capture_begin(dir);
+    rc = cae_ctx_init(&c2, &opt);
+    err = capture_end();
+    ck_assert_int_eq(rc, 0);
+    ck_assert_ptr_nonnull(cae_kernel(&c2, "fill_float"));
+    cae_ctx_free(&c2);
+    ck_assert_msg(strstr(err, entry) != NULL && strchr(err, '\n') == strrchr(err, '\n'),
+                  "expected one warning naming %s, got: %s", entry, err);
+    free(err);
+    ck_assert_int_eq(stat(entry, &st2), 0);
+    ck_assert_int_eq(st2.st_size, st.st_size);
     /* a corrupt entry is ignored, rebuilt from source and replaced */
     f = fopen(entry, "wb");
     ck_assert_ptr_nonnull(f);

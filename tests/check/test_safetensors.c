@@ -401,6 +401,25 @@ START_TEST(test_bad_path)
 }
 END_TEST
 
+/* A PyTorch .pth where safetensors is expected: a zip archive (torch.save
+ * since 1.6) or a bare pickle (older torch.save) is named as such, with the
+ * converter to run, instead of an absurd header length. */
+START_TEST(test_pytorch_file)
+{
+    static const unsigned char zip[] = {'P', 'K', 3, 4, 0x14, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char pickle[] = {0x80, 2, 0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46,
+                                           0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.', 0};
+    static const char *fragment = "a PyTorch checkpoint, not safetensors: convert it with "
+                                  "cae-cl-convert-checkpoint to-safetensors";
+    const char *path = tpath("checkpoint.pth");
+
+    put_bytes(path, zip, sizeof zip);
+    expect_refused("zip .pth", path, NULL, fragment);
+    put_bytes(path, pickle, sizeof pickle);
+    expect_refused("pickle .pth", path, NULL, fragment);
+}
+END_TEST
+
 #define T(dt, shape, offs) "{\"dtype\": " dt ", \"shape\": " shape ", \"data_offsets\": " offs "}"
 
 /* Headers the reader must refuse; the data area is 16 bytes. */
@@ -807,6 +826,7 @@ static Suite *safetensors_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_bad_raw, 0, (int)N_RAW);
     tcase_add_test(tc, test_bad_path);
+    tcase_add_test(tc, test_pytorch_file);
     tcase_add_loop_test(tc, test_bad_header, 0, (int)N_BAD);
     tcase_add_test(tc, test_bad_header_cut);
 

@@ -20,8 +20,25 @@ cae_need_mpirun() {
         echo "SKIP: mpirun not found"
         exit 77
     fi
+    cae_time_limit "$1"
+}
+
+# cae_time_limit SECONDS: sets $limit, a prefix that kills a run still going
+# after SECONDS (then 10 more for a run that ignores SIGTERM), so that a hang
+# fails make check instead of stalling it; empty without coreutils' timeout.
+cae_time_limit() {
     limit=""
     if command -v timeout >/dev/null 2>&1; then
-        limit="timeout $1"
+        limit="timeout -k 10 $1"
     fi
+}
+
+# cae_wait_lines FILE N: wait (up to 60 s) until FILE has N lines, e.g. a
+# background run's metrics.jsonl once it has trained N steps.
+cae_wait_lines() {
+    i=0
+    while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 600 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
 }

@@ -61,17 +61,30 @@ refused() {
     [ -z "${VERBOSE:-}" ] || cat "$work/$name.out"
 }
 
+# a run that hangs (a FIFO opened for reading) fails instead of stalling make check
+cae_time_limit "${CAE_HANG_LIMIT:-120}"
+
+# good_folder NAME: $work/data-NAME/things holds the good images
+good_folder() {
+    mkdir -p "$work/data-$1/things"
+    cp "$bad"/mixed/things/good* "$work/data-$1/things/"
+}
+
 # skipped NAME FILE N: a folder of good images plus FILE trains one epoch of
 # one step (every image once) and log.txt counts N skipped images (0 for a
 # file that must decode)
 skipped() {
+    good_folder "$1"
+    cp "$2" "$work/data-$1/things/"
+    trained_skipping "$@"
+}
+
+# trained_skipping NAME FILE N: the run and its checks on $work/data-NAME
+trained_skipping() {
     name=$1 file=$2 want=$3
     tried=$((tried + 1))
-    mkdir -p "$work/data-$name/things"
-    cp "$bad"/mixed/things/good* "$work/data-$name/things/"
-    cp "$file" "$work/data-$name/things/"
     n=$(ls "$work/data-$name/things" | wc -l)
-    "$train" $tiny --batch_size "$n" --data_path "$work/data-$name" --output_dir "$work/out-$name" \
+    $limit "$train" $tiny --batch_size "$n" --data_path "$work/data-$name" --output_dir "$work/out-$name" \
         > "$work/$name.out" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
@@ -102,6 +115,11 @@ skipped text-as-jpeg "$bad/images/text.jpg" 1
 skipped cmyk-jpeg "$bad/images/cmyk.jpg" 0
 skipped 1x1-png "$bad/images/tiny-1x1.png" 0
 skipped 1x1-jpeg "$bad/images/tiny-1x1.jpg" 0
+# a FIFO named like an image: never opened for a blocking read, skipped
+good_folder fifo
+if mkfifo "$work/data-fifo/things/fifo.jpg" 2>/dev/null; then
+    trained_skipping fifo "$work/data-fifo/things/fifo.jpg" 1
+fi
 
 # ---- data folders that cannot be used ----
 refused empty-folder "$bad/empty" "$train" $tiny --batch_size 2 --data_path "$bad/empty" --output_dir "$work/kept"
@@ -130,6 +148,16 @@ refused unknown-flag "--no_such_flag" "$train" $tiny --output_dir "$work/kept" -
 refused malformed-int "--batch_size" "$train" $tiny --output_dir "$work/kept" --batch_size abc
 refused malformed-float "--lr" "$train" $tiny --output_dir "$work/kept" --lr 1e-3x
 refused negative-epochs "--epochs" "$train" $tiny --output_dir "$work/kept" --epochs -4
+# values outside a flag's domain: refused where they are parsed, before any step
+refused lr-inf "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr inf
+refused lr-negative "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr -1
+refused lr-nan "--lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --lr nan
+refused min-lr-negative "--min_lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --min_lr -1e-5
+refused warmup-lr-inf "--warmup_lr" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --warmup_lr=-inf
+refused weight-decay-nan "--weight_decay" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --weight_decay nan
+refused clip-grad-negative "--clip_grad" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --clip_grad -3
+refused drop-path-over-1 "--drop_path" "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" --drop_path 1.5
+refused zero-batch "--batch_size" "$train" $tiny --batch_size 0 --data_path "$bad/mixed" --output_dir "$work/kept"
 refused missing-value "--data_path" "$train" $tiny --output_dir "$work/kept" --data_path
 refused switch-with-value "--auto_resume" "$train" $tiny --output_dir "$work/kept" --auto_resume=1
 refused positional "train" "$train" $tiny --output_dir "$work/kept" train

@@ -32,12 +32,8 @@ sum=$(cksum < "$ckpt")
 # 2. kill one rank mid-run
 $mpi "$train" $common > "$work/2.log" 2>&1 &
 mpirun_pid=$!
-i=0
 # wait until the resumed run trains (its metrics grow past the first run's 2 steps)
-while [ "$(wc -l < "$work/out/metrics.jsonl")" -lt 4 ] && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+cae_wait_lines "$work/out/metrics.jsonl" 4
 victim=$(pgrep -P $mpirun_pid -f cae-cl-train | tail -1)
 [ -n "$victim" ] || fail "no rank process found under mpirun $mpirun_pid"
 start=$(date +%s)

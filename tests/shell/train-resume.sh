@@ -5,7 +5,8 @@
 #  2. SIGTERM finishes the step, writes a checkpoint and exits 143, and the
 #     run resumes from it;
 #  3. a non-finite loss stops the run with a message naming the step, and
-#     leaves the last checkpoint as it was.
+#     leaves the last checkpoint as it was;
+#  4. a second run on an output folder in use is refused at once.
 # Needs the Fashion-MNIST package (dataset-fashion-mnist); skipped without.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
@@ -51,11 +52,7 @@ echo "ok: 3 + resume + 3 steps equal 6 steps"
 # 2. SIGTERM: finish the step, checkpoint, exit 143, resumable
 "$train" $common --output_dir "$work/c" > "$work/c.log" 2>&1 &
 pid=$!
-i=0
-while [ "$(cat "$work/c/metrics.jsonl" 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+cae_wait_lines "$work/c/metrics.jsonl" 2
 kill -TERM $pid
 wait $pid
 rc=$?
@@ -77,3 +74,21 @@ rc=$?
 grep -q "non-finite loss at step" "$work/d.log" || fail "no non-finite loss message: $(tail -3 "$work/d.log")"
 [ "$(cksum "$work/d"/checkpoint-*.safetensors)" = "$sum_before" ] || fail "checkpoint changed"
 echo "ok: non-finite loss stops the run"
+
+# 4. one run per output folder: a second run on a folder in use fails at
+#    once, naming the folder and the first run's pid; the first one goes on
+"$train" $common --output_dir "$work/e" --stop_after_steps 400 > "$work/e.log" 2>&1 &
+pid=$!
+cae_wait_lines "$work/e/metrics.jsonl" 1
+cae_time_limit 60
+$limit "$train" $common --output_dir "$work/e" > "$work/e2.log" 2>&1
+rc=$?
+kill -0 $pid 2>/dev/null || fail "the first run ended before the second was tried: $(tail -3 "$work/e.log")"
+[ $rc -ne 0 ] && [ $rc -lt 124 ] || fail "a second run on a folder in use: exit status $rc"
+grep "^cae-cl: " "$work/e2.log" | grep -F "$work/e" | grep -q "pid $pid" ||
+    fail "second run: no line naming the folder and pid $pid: $(tail -3 "$work/e2.log")"
+[ "$(grep -c "^cae-cl: " "$work/e2.log")" -eq 1 ] || fail "second run: more than one 'cae-cl: ' line"
+wait $pid || fail "the first run failed: $(tail -3 "$work/e.log")"
+[ "$(wc -l < "$work/e/metrics.jsonl")" -eq 400 ] || fail "metrics.jsonl: $(wc -l < "$work/e/metrics.jsonl") lines, expected 400"
+[ "$(grep -c '"epoch"' "$work/e/log.txt")" -le 1 ] || fail "log.txt has lines of two runs"
+echo "ok: a second run on a folder in use is refused"
