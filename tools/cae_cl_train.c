@@ -118,6 +118,7 @@ static int save(trainer *t, uint64_t epoch)
     meta.step = t->step;
     meta.seed = (uint64_t)t->a.seed;
     meta.adam_steps = cae_adamw_steps(t->opt);
+    meta.steps_per_epoch = t->steps_per_epoch;
     /* the command line, then every model size as resolved (defaults
      * included), so the file alone says what it holds */
     {
@@ -160,6 +161,30 @@ static int is_weights_file(const char *path)
     return weights;
 }
 
+/* Where a checkpoint's run goes on. At the batch size it was saved with
+ * (or one written before the steps per epoch were recorded): the very next
+ * step. At another one, by epoch, as the official code does: the epoch
+ * after the last one completed, at this run's steps per epoch, so the
+ * schedules are where a fresh run at this batch size would be. A mid-epoch
+ * checkpoint (--stop_after_steps, a signal) has no place in the new epoch's
+ * order: its epoch restarts, from the weights as they were, as the official
+ * code (which saves at epoch ends only) would restart it. */
+static void resume_position(trainer *t, const cae_ckpt_meta *meta)
+{
+    uint64_t saved = meta->steps_per_epoch;
+    if (saved == 0 || saved == t->steps_per_epoch) {
+        t->step = meta->step;
+        t->epoch = meta->step / t->steps_per_epoch;
+        return;
+    }
+    t->epoch = meta->step / saved;
+    t->step = t->epoch * t->steps_per_epoch;
+    if (t->dist.rank == 0)
+        printf("resuming by epoch: the checkpoint has %llu steps per epoch, this run %zu%s\n",
+               (unsigned long long)saved, t->steps_per_epoch,
+               meta->step % saved ? "; its epoch was not finished and restarts" : "");
+}
+
 static int resume(trainer *t)
 {
     char found[4200];
@@ -185,8 +210,7 @@ static int resume(trainer *t)
     CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     cae_adamw_set_steps(t->opt, meta.adam_steps);
-    t->step = meta.step;
-    t->epoch = meta.step / t->steps_per_epoch;
+    resume_position(t, &meta);
     if (t->dist.rank == 0)
         printf("resumed from %s: step %llu (epoch %llu)\n", path, (unsigned long long)t->step,
                (unsigned long long)t->epoch + 1);
