@@ -91,6 +91,29 @@ static int open_data(trainer *t)
     return 0;
 }
 
+/* Ranks started with other flags or other data would train apart or wait
+ * in a collective for ever: compare digests of the flags and of the file
+ * list before the first step, and stop together, the lowest rank that
+ * differs naming what does. */
+static int check_ranks_agree(trainer *t)
+{
+    uint64_t v[256];
+    const char *name[256];
+    int n, rank, item, rc;
+    if (t->dist.world == 1)
+        return 0;
+    n = (int)cae_args_digests(&t->a, v, name, 255);
+    v[n] = cae_dataset_digest(t->ds);
+    rc = cae_dist_check_same(&t->dist, v, n + 1, &rank, &item);
+    if (rc <= 0)
+        return rc;
+    if (t->dist.rank == rank && item < n)
+        cae_errorf("--%s differs from rank 0's", name[item]);
+    else if (t->dist.rank == rank)
+        cae_errorf("the data set differs from rank 0's: %s", cae_dataset_describe(t->ds));
+    return STOP_TOGETHER;
+}
+
 static void schedules(trainer *t)
 {
     cae_args *a = &t->a;
@@ -222,6 +245,7 @@ static int setup(trainer *t)
     cae_args *a = &t->a;
     cae_ctx_options opt = {.gemm = a->gemm};
     char desc[512];
+    int rc;
 
     /* ranks sharing a CPU split its cores */
     opt.device_slot = t->dist.device_slot;
@@ -237,6 +261,8 @@ static int setup(trainer *t)
         return -1;
     }
     CAE_TRY(open_data(t));
+    if ((rc = check_ranks_agree(t)) != 0)
+        return rc;
     CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     t->have_ctx = 1;
     cae_config_describe(&a->model, desc, sizeof desc);
@@ -479,7 +505,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    rc = setup(&t) == 0 ? train(&t) : -1;
+    if ((rc = setup(&t)) == 0)
+        rc = train(&t);
     if (rc == -1 && t.dist.world > 1) /* this rank failed: stop the others now */
         cae_dist_abort(&t.dist, 1, "training failed (the cause is above)");
     if (rc < 0)

@@ -12,6 +12,7 @@
  * Like torchvision, a class folder without samples is an error. */
 #define _DEFAULT_SOURCE /* struct dirent's d_type saves a stat per file */
 #include "data/dataset.h"
+#include "runtime/digest.h"
 #include "runtime/errors.h"
 #include "runtime/files.h"
 
@@ -47,6 +48,17 @@ const char *cae_dataset_describe(const cae_dataset *ds) { return ds->describe; }
 const char *cae_dataset_path(const cae_dataset *ds, size_t i)
 {
     return ds->pool != NULL && i < ds->n ? ds->pool + ds->offset[i] : NULL;
+}
+
+uint64_t cae_dataset_digest(const cae_dataset *ds)
+{
+    uint64_t h = cae_digest_str(CAE_DIGEST_INIT, ds->describe);
+    for (size_t i = 0; i < ds->n; i++) {
+        int label = cae_dataset_label(ds, i);
+        h = cae_digest_str(h, cae_dataset_path(ds, i));
+        h = cae_digest(h, &label, sizeof label);
+    }
+    return h;
 }
 
 void cae_dataset_free(cae_dataset *ds)

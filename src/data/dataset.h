@@ -8,6 +8,7 @@
 #include "data/image.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct cae_dataset cae_dataset;
 
@@ -36,5 +37,8 @@ int cae_dataset_label(const cae_dataset *ds, size_t i);
 /* The file of sample i of an ImageFolder (NULL for Fashion-MNIST or i out
  * of range): for messages and tests. */
 const char *cae_dataset_path(const cae_dataset *ds, size_t i);
+/* A digest of what the data set holds: its description, then every file
+ * (an ImageFolder's) and label in order; ranks compare it before training. */
+uint64_t cae_dataset_digest(const cae_dataset *ds);
 
 #endif

@@ -1,6 +1,7 @@
 /* args.c: table-driven parsing of the official flag names. */
 #include "train/args.h"
 
+#include "runtime/digest.h"
 #include "runtime/errors.h"
 
 #include <errno.h>
@@ -406,6 +407,42 @@ int cae_args_given(int argc, char **argv, const char *name)
             (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
             return 1;
     return 0;
+}
+
+/* The bytes of a flag's resolved value: a string's text, else the field. */
+static uint64_t value_digest(const cae_args *a, const flag_spec *f)
+{
+    const char *field = (const char *)a + f->offset;
+    switch (f->kind) {
+    case F_STRING:
+        return cae_digest_str(CAE_DIGEST_INIT, *(const char *const *)(const void *)field);
+    case F_INT:
+    case F_TRUE:
+    case F_FALSE:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(int));
+    case F_LONG:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(long));
+    case F_DOUBLE:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(double));
+    case F_GEMM:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(cae_gemm_choice));
+    default:
+        return 0;
+    }
+}
+
+size_t cae_args_digests(const cae_args *a, uint64_t *digest, const char **name, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0] && n < max; i++) {
+        const flag_spec *f = &flags[i];
+        /* ignored flags hold nothing; loader threads are each rank's own */
+        if (f->kind >= F_IGNORE_VALUE || strcmp(f->name, "num_workers") == 0)
+            continue;
+        digest[n] = value_digest(a, f);
+        name[n++] = f->name;
+    }
+    return n;
 }
 
 int cae_args_parse(cae_args *a, int argc, char **argv)
