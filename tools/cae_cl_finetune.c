@@ -222,8 +222,7 @@ static int open_data(finetuner *t)
     t->S = (size_t)a->model.input_size;
     if (t->dist->rank == 0)
         CAE_TRY(cae_output_dir_make(a->output_dir));
-    CAE_TRY(cae_dataset_open_split(&t->train, a->data_path, "train"));
-    CAE_TRY(cae_dataset_open_split(&t->val, a->data_path, "val"));
+    CAE_TRY(cae_dataset_open_splits(&t->train, &t->val, a->data_path));
     t->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(t->train);
     if (cae_dataset_len(t->train) < t->B) {
         cae_errorf("--batch_size %zu: more than the %zu training images", t->B,

@@ -61,8 +61,7 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
     p->S = (size_t)a->model.input_size;
     if (r0)
         CAE_TRY(cae_output_dir_make(a->output_dir));
-    CAE_TRY(cae_dataset_open_split(&p->train, a->data_path, "train"));
-    CAE_TRY(cae_dataset_open_split(&p->val, a->data_path, "val"));
+    CAE_TRY(cae_dataset_open_splits(&p->train, &p->val, a->data_path));
     p->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(p->train);
     n_train = cae_dataset_len(p->train);
     n_val = cae_dataset_len(p->val);
