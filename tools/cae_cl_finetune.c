@@ -206,12 +206,7 @@ static int check_flags(finetuner *t)
         return -1;
     }
     a->model.pixel_target = 1;
-    /* masking is pretraining's: any valid count, so the check passes */
-    if (!cae_args_given(t->argc, t->argv, "num_mask_patches") && a->model.patch_size > 0) {
-        int g = a->model.input_size / a->model.patch_size;
-        a->model.num_mask_patches = g * g > 1 ? g * g / 2 : 1;
-    }
-    return cae_config_finish(&a->model);
+    return cae_config_finish_encoder(&a->model);
 }
 
 /* The output folder (rank 0) and both splits. */

@@ -54,7 +54,7 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
         return -1;
     }
     a->model.pixel_target = 1; /* only the encoder is used: keep the table small */
-    CAE_TRY(cae_config_finish(&a->model));
+    CAE_TRY(cae_config_finish_encoder(&a->model));
     p->pool = pool;
     p->B = (size_t)a->batch_size;
     p->D = (size_t)a->model.embed_dim;

@@ -93,4 +93,10 @@ fi
 grep "^cae-cl: " "$work/err4" | grep -F "$work/renamed/train and $work/renamed/val" |
     grep -q "class 1 is 'class1' in the first, 'class2' in the second" ||
     { echo "no line naming both folders and class 1:"; cat "$work/err4"; exit 1; }
+# pretraining's --num_mask_patches (default 75) is not checked against a
+# small input's 16 patches: the probe needs no masking
+"$top/cae-cl-linear" --data_path "$work/data" --output_dir "$work/out5" --finetune random \
+    --input_size 32 --patch_size 8 --embed_dim 32 --depth 1 --num_heads 2 \
+    --batch_size 32 --epochs 1 > "$work/err5" 2>&1 ||
+    { echo "a small --input_size with the default --num_mask_patches refused:"; cat "$work/err5"; exit 1; }
 echo "linear-probe: ok"
