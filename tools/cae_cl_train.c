@@ -376,12 +376,30 @@ static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm, int *stop_
     return 0;
 }
 
+/* Unusable images are skipped (the next usable one takes their place),
+ * but a folder gone mid-run must not be trained around without end: past
+ * --max_bad_image_share of the epoch's images every rank stops (bad is the
+ * count over all ranks, the same on each). */
+static int bad_share_ok(const trainer *t, size_t bad)
+{
+    double images = (double)t->steps_per_epoch * t->a.batch_size * t->dist.world;
+    if ((double)bad <= t->a.max_bad_image_share * images)
+        return 1;
+    if (t->dist.rank == 0)
+        cae_errorf("epoch %llu: %zu unusable images skipped so far, %.1f%% of its %.0f, more than "
+                   "--max_bad_image_share %g allows; stopping, the last checkpoint is intact",
+                   (unsigned long long)t->epoch + 1, bad, 100.0 * (double)bad / images, images,
+                   t->a.max_bad_image_share);
+    return 0;
+}
+
 static int run_epoch(trainer *t, int *stopped)
 {
     int rc;
     uint64_t first = t->step % t->steps_per_epoch;
     double t_prev = cae_now_ms(), t_start = t_prev;
     uint64_t done_here = 0, total = (uint64_t)t->a.epochs * t->steps_per_epoch;
+    size_t bad = 0; /* unusable images this epoch, all ranks */
     CAE_TRY(cae_loader_start(t->loader, t->epoch, first));
     for (;;) {
         cae_batch *b;
@@ -404,6 +422,9 @@ static int run_epoch(trainer *t, int *stopped)
             return rc;
         }
         cae_loader_release(t->loader, b);
+        bad += sm.skipped;
+        if (!bad_share_ok(t, bad))
+            return STOP_TOGETHER;
         t->step++;
         done_here++;
         now = cae_now_ms();

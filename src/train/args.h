@@ -31,6 +31,7 @@ typedef struct {
     long stop_after_steps; /* cae-cl-train: checkpoint and stop after this many global steps */
     double bucket_cap_mb;  /* all-reduce bucket size */
     int check_sync_freq;   /* steps between parameter checksum comparisons across ranks */
+    double max_bad_image_share; /* cae-cl-train: most unusable images per epoch, as a share */
     /* cae-cl's own */
     cae_gemm_choice gemm;
     const char *weights, *batch, *out, *check;
