@@ -206,12 +206,7 @@ static int check_flags(finetuner *t)
         return -1;
     }
     a->model.pixel_target = 1;
-    /* masking is pretraining's: any valid count, so the check passes */
-    if (!cae_args_given(t->argc, t->argv, "num_mask_patches") && a->model.patch_size > 0) {
-        int g = a->model.input_size / a->model.patch_size;
-        a->model.num_mask_patches = g * g > 1 ? g * g / 2 : 1;
-    }
-    return cae_config_finish(&a->model);
+    return cae_config_finish_encoder(&a->model);
 }
 
 /* The output folder (rank 0) and both splits. */
@@ -222,8 +217,7 @@ static int open_data(finetuner *t)
     t->S = (size_t)a->model.input_size;
     if (t->dist->rank == 0)
         CAE_TRY(cae_output_dir_make(a->output_dir));
-    CAE_TRY(cae_dataset_open_split(&t->train, a->data_path, "train"));
-    CAE_TRY(cae_dataset_open_split(&t->val, a->data_path, "val"));
+    CAE_TRY(cae_dataset_open_splits(&t->train, &t->val, a->data_path));
     t->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(t->train);
     if (cae_dataset_len(t->train) < t->B) {
         cae_errorf("--batch_size %zu: more than the %zu training images", t->B,

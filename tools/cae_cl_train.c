@@ -91,6 +91,29 @@ static int open_data(trainer *t)
     return 0;
 }
 
+/* Ranks started with other flags or other data would train apart or wait
+ * in a collective for ever: compare digests of the flags and of the file
+ * list before the first step, and stop together, the lowest rank that
+ * differs naming what does. */
+static int check_ranks_agree(trainer *t)
+{
+    uint64_t v[256];
+    const char *name[256];
+    int n, rank, item, rc;
+    if (t->dist.world == 1)
+        return 0;
+    n = (int)cae_args_digests(&t->a, v, name, 255);
+    v[n] = cae_dataset_digest(t->ds);
+    rc = cae_dist_check_same(&t->dist, v, n + 1, &rank, &item);
+    if (rc <= 0)
+        return rc;
+    if (t->dist.rank == rank && item < n)
+        cae_errorf("--%s differs from rank 0's", name[item]);
+    else if (t->dist.rank == rank)
+        cae_errorf("the data set differs from rank 0's: %s", cae_dataset_describe(t->ds));
+    return STOP_TOGETHER;
+}
+
 static void schedules(trainer *t)
 {
     cae_args *a = &t->a;
@@ -118,6 +141,7 @@ static int save(trainer *t, uint64_t epoch)
     meta.step = t->step;
     meta.seed = (uint64_t)t->a.seed;
     meta.adam_steps = cae_adamw_steps(t->opt);
+    meta.steps_per_epoch = t->steps_per_epoch;
     /* the command line, then every model size as resolved (defaults
      * included), so the file alone says what it holds */
     {
@@ -160,6 +184,30 @@ static int is_weights_file(const char *path)
     return weights;
 }
 
+/* Where a checkpoint's run goes on. At the batch size it was saved with
+ * (or one written before the steps per epoch were recorded): the very next
+ * step. At another one, by epoch, as the official code does: the epoch
+ * after the last one completed, at this run's steps per epoch, so the
+ * schedules are where a fresh run at this batch size would be. A mid-epoch
+ * checkpoint (--stop_after_steps, a signal) has no place in the new epoch's
+ * order: its epoch restarts, from the weights as they were, as the official
+ * code (which saves at epoch ends only) would restart it. */
+static void resume_position(trainer *t, const cae_ckpt_meta *meta)
+{
+    uint64_t saved = meta->steps_per_epoch;
+    if (saved == 0 || saved == t->steps_per_epoch) {
+        t->step = meta->step;
+        t->epoch = meta->step / t->steps_per_epoch;
+        return;
+    }
+    t->epoch = meta->step / saved;
+    t->step = t->epoch * t->steps_per_epoch;
+    if (t->dist.rank == 0)
+        printf("resuming by epoch: the checkpoint has %llu steps per epoch, this run %zu%s\n",
+               (unsigned long long)saved, t->steps_per_epoch,
+               meta->step % saved ? "; its epoch was not finished and restarts" : "");
+}
+
 static int resume(trainer *t)
 {
     char found[4200];
@@ -185,8 +233,7 @@ static int resume(trainer *t)
     CAE_TRY(cae_checkpoint_load(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     cae_adamw_set_steps(t->opt, meta.adam_steps);
-    t->step = meta.step;
-    t->epoch = meta.step / t->steps_per_epoch;
+    resume_position(t, &meta);
     if (t->dist.rank == 0)
         printf("resumed from %s: step %llu (epoch %llu)\n", path, (unsigned long long)t->step,
                (unsigned long long)t->epoch + 1);
@@ -198,6 +245,7 @@ static int setup(trainer *t)
     cae_args *a = &t->a;
     cae_ctx_options opt = {.gemm = a->gemm};
     char desc[512];
+    int rc;
 
     /* ranks sharing a CPU split its cores */
     opt.device_slot = t->dist.device_slot;
@@ -213,6 +261,8 @@ static int setup(trainer *t)
         return -1;
     }
     CAE_TRY(open_data(t));
+    if ((rc = check_ranks_agree(t)) != 0)
+        return rc;
     CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     t->have_ctx = 1;
     cae_config_describe(&a->model, desc, sizeof desc);
@@ -326,12 +376,30 @@ static int train_step(trainer *t, cae_batch *b, cae_step_metrics *sm, int *stop_
     return 0;
 }
 
+/* Unusable images are skipped (the next usable one takes their place),
+ * but a folder gone mid-run must not be trained around without end: past
+ * --max_bad_image_share of the epoch's images every rank stops (bad is the
+ * count over all ranks, the same on each). */
+static int bad_share_ok(const trainer *t, size_t bad)
+{
+    double images = (double)t->steps_per_epoch * t->a.batch_size * t->dist.world;
+    if ((double)bad <= t->a.max_bad_image_share * images)
+        return 1;
+    if (t->dist.rank == 0)
+        cae_errorf("epoch %llu: %zu unusable images skipped so far, %.1f%% of its %.0f, more than "
+                   "--max_bad_image_share %g allows; stopping, the last checkpoint is intact",
+                   (unsigned long long)t->epoch + 1, bad, 100.0 * (double)bad / images, images,
+                   t->a.max_bad_image_share);
+    return 0;
+}
+
 static int run_epoch(trainer *t, int *stopped)
 {
     int rc;
     uint64_t first = t->step % t->steps_per_epoch;
     double t_prev = cae_now_ms(), t_start = t_prev;
     uint64_t done_here = 0, total = (uint64_t)t->a.epochs * t->steps_per_epoch;
+    size_t bad = 0; /* unusable images this epoch, all ranks */
     CAE_TRY(cae_loader_start(t->loader, t->epoch, first));
     for (;;) {
         cae_batch *b;
@@ -354,6 +422,9 @@ static int run_epoch(trainer *t, int *stopped)
             return rc;
         }
         cae_loader_release(t->loader, b);
+        bad += sm.skipped;
+        if (!bad_share_ok(t, bad))
+            return STOP_TOGETHER;
         t->step++;
         done_here++;
         now = cae_now_ms();
@@ -455,7 +526,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    rc = setup(&t) == 0 ? train(&t) : -1;
+    if ((rc = setup(&t)) == 0)
+        rc = train(&t);
     if (rc == -1 && t.dist.world > 1) /* this rank failed: stop the others now */
         cae_dist_abort(&t.dist, 1, "training failed (the cause is above)");
     if (rc < 0)

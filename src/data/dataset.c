@@ -12,6 +12,7 @@
  * Like torchvision, a class folder without samples is an error. */
 #define _DEFAULT_SOURCE /* struct dirent's d_type saves a stat per file */
 #include "data/dataset.h"
+#include "runtime/digest.h"
 #include "runtime/errors.h"
 #include "runtime/files.h"
 
@@ -34,6 +35,8 @@ struct cae_dataset {
     char *pool;     /* NUL-terminated paths, back to back */
     size_t *offset; /* [n] start of path i in pool */
     int *labels;    /* [n] */
+    char *root;     /* the folder, without trailing slashes */
+    char **class_dirs; /* [num_classes] root/<class>, sorted */
     /* Fashion-MNIST */
     unsigned char *pixels; /* [n][rows][cols] */
     unsigned char *idx_labels;
@@ -49,11 +52,26 @@ const char *cae_dataset_path(const cae_dataset *ds, size_t i)
     return ds->pool != NULL && i < ds->n ? ds->pool + ds->offset[i] : NULL;
 }
 
+uint64_t cae_dataset_digest(const cae_dataset *ds)
+{
+    uint64_t h = cae_digest_str(CAE_DIGEST_INIT, ds->describe);
+    for (size_t i = 0; i < ds->n; i++) {
+        int label = cae_dataset_label(ds, i);
+        h = cae_digest_str(h, cae_dataset_path(ds, i));
+        h = cae_digest(h, &label, sizeof label);
+    }
+    return h;
+}
+
 void cae_dataset_free(cae_dataset *ds)
 {
     if (ds == NULL)
         return;
     free(ds->describe);
+    for (size_t c = 0; ds->class_dirs != NULL && c < ds->num_classes; c++)
+        free(ds->class_dirs[c]);
+    free(ds->class_dirs);
+    free(ds->root);
     free(ds->pool);
     free(ds->offset);
     free(ds->labels);
@@ -431,6 +449,11 @@ static int open_folder(cae_dataset *ds, const char *data_path)
     ds->describe = dup_printf("ImageFolder %s: %zu images, %zu classes", root, ds->n,
                               ds->num_classes);
     rc = ds->describe != NULL ? 0 : -1;
+    /* kept for cae_dataset_open_splits' comparison of class names */
+    ds->class_dirs = classes.v;
+    ds->root = root;
+    classes = (str_list){0};
+    root = NULL;
 out:
     if (closedir(dir) != 0 && rc == 0) {
         cae_errorf("--data_path %s: closedir: %s", data_path, strerror(errno));
@@ -604,6 +627,43 @@ out:
 int cae_dataset_open(cae_dataset **out, const char *data_path)
 {
     return cae_dataset_open_split(out, data_path, NULL);
+}
+
+/* class c's folder name, "(none)" past the last */
+static const char *class_name(const cae_dataset *ds, size_t c)
+{
+    return c < ds->num_classes ? strrchr(ds->class_dirs[c], '/') + 1 : "(none)";
+}
+
+/* Labels are class ranks, so val's classes must be train's, name for name:
+ * else the model would be scored against the wrong classes. */
+static int check_same_classes(const cae_dataset *train, const cae_dataset *val)
+{
+    size_t n = train->num_classes > val->num_classes ? train->num_classes : val->num_classes;
+    if (train->class_dirs == NULL || val->class_dirs == NULL)
+        return 0; /* Fashion-MNIST: one fixed class list */
+    for (size_t c = 0; c < n; c++)
+        if (strcmp(class_name(train, c), class_name(val, c)) != 0) {
+            cae_errorf("%s and %s have other classes: class %zu is '%s' in the first, '%s' in "
+                       "the second (the val folder must hold train's classes, by the same names)",
+                       train->root, val->root, c, class_name(train, c), class_name(val, c));
+            return -1;
+        }
+    return 0;
+}
+
+int cae_dataset_open_splits(cae_dataset **train, cae_dataset **val, const char *data_path)
+{
+    *val = NULL;
+    CAE_TRY(cae_dataset_open_split(train, data_path, "train"));
+    if (cae_dataset_open_split(val, data_path, "val") != 0 ||
+        check_same_classes(*train, *val) != 0) {
+        cae_dataset_free(*train);
+        cae_dataset_free(*val);
+        *train = *val = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 int cae_dataset_open_split(cae_dataset **out, const char *data_path, const char *split)

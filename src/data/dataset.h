@@ -8,6 +8,7 @@
 #include "data/image.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct cae_dataset cae_dataset;
 
@@ -23,6 +24,12 @@ int cae_dataset_open(cae_dataset **out, const char *data_path);
  * ("train") or 10k test (any other split) IDX files. split NULL is
  * cae_dataset_open. */
 int cae_dataset_open_split(cae_dataset **out, const char *data_path, const char *split);
+/* Both splits of an evaluation program: data_path/train and data_path/val
+ * (Fashion-MNIST: train and test). The val folder's classes must be
+ * train's, the same names in the same order (labels are class ranks): else
+ * -1 after one line naming both folders and the first class that differs.
+ * On error both are NULL. */
+int cae_dataset_open_splits(cae_dataset **train, cae_dataset **val, const char *data_path);
 void cae_dataset_free(cae_dataset *ds);
 size_t cae_dataset_len(const cae_dataset *ds);
 size_t cae_dataset_num_classes(const cae_dataset *ds);
@@ -36,5 +43,8 @@ int cae_dataset_label(const cae_dataset *ds, size_t i);
 /* The file of sample i of an ImageFolder (NULL for Fashion-MNIST or i out
  * of range): for messages and tests. */
 const char *cae_dataset_path(const cae_dataset *ds, size_t i);
+/* A digest of what the data set holds: its description, then every file
+ * (an ImageFolder's) and label in order; ranks compare it before training. */
+uint64_t cae_dataset_digest(const cae_dataset *ds);
 
 #endif

@@ -54,15 +54,14 @@ int cae_probe_setup(cae_probe *p, cae_pool pool)
         return -1;
     }
     a->model.pixel_target = 1; /* only the encoder is used: keep the table small */
-    CAE_TRY(cae_config_finish(&a->model));
+    CAE_TRY(cae_config_finish_encoder(&a->model));
     p->pool = pool;
     p->B = (size_t)a->batch_size;
     p->D = (size_t)a->model.embed_dim;
     p->S = (size_t)a->model.input_size;
     if (r0)
         CAE_TRY(cae_output_dir_make(a->output_dir));
-    CAE_TRY(cae_dataset_open_split(&p->train, a->data_path, "train"));
-    CAE_TRY(cae_dataset_open_split(&p->val, a->data_path, "val"));
+    CAE_TRY(cae_dataset_open_splits(&p->train, &p->val, a->data_path));
     p->K = a->nb_classes > 0 ? (size_t)a->nb_classes : cae_dataset_num_classes(p->train);
     n_train = cae_dataset_len(p->train);
     n_val = cae_dataset_len(p->val);

@@ -81,7 +81,8 @@ int cae_config_has_alignment(const cae_config *c)
     return c->align_loss_weight != 0.0;
 }
 
-int cae_config_finish(cae_config *c)
+/* Every size but the masking's */
+static int finish_sizes(cae_config *c)
 {
     CAE_TRY(positive("--input_size", c->input_size));
     CAE_TRY(positive("--patch_size", c->patch_size));
@@ -115,12 +116,6 @@ int cae_config_finish(cae_config *c)
     }
     c->grid = c->input_size / c->patch_size;
     c->num_patches = c->grid * c->grid;
-    if (c->num_mask_patches <= 0 || c->num_mask_patches >= c->num_patches) {
-        cae_errorf("--num_mask_patches %d: must be in [1, %d) for %d patches",
-                   c->num_mask_patches, c->num_patches, c->num_patches);
-        return -1;
-    }
-    c->num_visible = c->num_patches - c->num_mask_patches;
     if (c->pixel_target) /* the head predicts each masked patch's pixels */
         c->decoder_num_classes = 3 * c->patch_size * c->patch_size;
     /* int(dim * mlp_ratio), as nn.Linear's hidden size in the official Mlp */
@@ -128,6 +123,25 @@ int cae_config_finish(cae_config *c)
     c->decoder_mlp_hidden = (int)(c->decoder_embed_dim * c->mlp_ratio);
     CAE_TRY(positive("--mlp_ratio times width", c->mlp_hidden));
     CAE_TRY(positive("--mlp_ratio times decoder width", c->decoder_mlp_hidden));
+    return 0;
+}
+
+int cae_config_finish(cae_config *c)
+{
+    CAE_TRY(finish_sizes(c));
+    if (c->num_mask_patches <= 0 || c->num_mask_patches >= c->num_patches) {
+        cae_errorf("--num_mask_patches %d: must be in [1, %d) for %d patches",
+                   c->num_mask_patches, c->num_patches, c->num_patches);
+        return -1;
+    }
+    c->num_visible = c->num_patches - c->num_mask_patches;
+    return 0;
+}
+
+int cae_config_finish_encoder(cae_config *c)
+{
+    CAE_TRY(finish_sizes(c));
+    c->num_visible = c->num_patches; /* no masking: the encoder sees every patch */
     return 0;
 }
 

@@ -32,6 +32,10 @@ int cae_config_preset(cae_config *c, const char *model);
 /* Check the sizes and fill the derived fields; -1 with the offending flag
  * named on failure. */
 int cae_config_finish(cae_config *c);
+/* The same for the programs that use the pretrained encoder alone (the
+ * probes, fine-tuning): --num_mask_patches, pretraining's, is not checked
+ * (its default need not fit a small --input_size), nothing is masked. */
+int cae_config_finish_encoder(cae_config *c);
 /* Whether the loss has the alignment term: with --align_loss_weight 0 the
  * step neither computes the alignment target nor counts or reports it. */
 int cae_config_has_alignment(const cae_config *c);

@@ -1,6 +1,7 @@
 /* dist.c: MPI start-up, rank -> device mapping and rank-wide checks. */
 #include "mpi/dist.h"
 
+#include "runtime/digest.h"
 #include "runtime/errors.h"
 #include "mpi/mpi_check.h"
 
@@ -161,7 +162,7 @@ int cae_dist_sum(const cae_dist *d, double *v, int n)
 /* FNV-1a over the bytes of every buffer of the arena */
 static int arena_checksum(cae_ctx *ctx, const cae_param_table *t, const cae_arena *a, uint64_t *out)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = CAE_DIGEST_INIT;
     for (int c = 0; c < a->n; c++) {
         size_t n = t->chunk_elems[c] * 4;
         unsigned char *buf = malloc(n ? n : 1);
@@ -173,12 +174,37 @@ static int arena_checksum(cae_ctx *ctx, const cae_param_table *t, const cae_aren
             free(buf);
             return -1;
         }
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ buf[i]) * 0x100000001b3ULL;
+        h = cae_digest(h, buf, n);
         free(buf);
     }
     *out = h;
     return 0;
+}
+
+int cae_dist_check_same(const cae_dist *d, const uint64_t *v, int n, int *rank, int *item)
+{
+    uint64_t *all;
+    *rank = *item = -1;
+    if (d->world == 1)
+        return 0;
+    all = malloc((size_t)d->world * (size_t)n * sizeof *all);
+    if (!all) {
+        cae_errorf("out of host memory");
+        return -1;
+    }
+    if (MPI_Allgather(v, n, MPI_UINT64_T, all, n, MPI_UINT64_T, d->comm) != MPI_SUCCESS) {
+        free(all);
+        cae_errorf("MPI_Allgather of the configuration digests failed");
+        return -1;
+    }
+    for (int r = 1; r < d->world && *rank < 0; r++)
+        for (int i = 0; i < n && *item < 0; i++)
+            if (all[(size_t)r * (size_t)n + (size_t)i] != all[i]) {
+                *rank = r;
+                *item = i;
+            }
+    free(all);
+    return *rank < 0 ? 0 : 1;
 }
 
 int cae_dist_check_sync(const cae_dist *d, cae_ctx *ctx, const cae_param_table *t,

@@ -39,6 +39,13 @@ int cae_dist_device_table(const cae_dist *d, const cae_ctx *ctx);
 /* v[0..n) summed over ranks, in place (a collective call). */
 int cae_dist_sum(const cae_dist *d, double *v, int n);
 
+/* Every rank's v[0..n) (digests of what must match: flags, the data set)
+ * must equal rank 0's: 0 when they do, 1 when not, with *rank the lowest
+ * rank that differs and *item its first differing index (every rank learns
+ * the same; the caller reports), -1 when the collective fails (reported).
+ * A collective call. */
+int cae_dist_check_same(const cae_dist *d, const uint64_t *v, int n, int *rank, int *item);
+
 /* Every rank's parameters must be identical: compare a checksum of the
  * arena with rank 0's; -1 (reported by every rank, naming the ranks that
  * differ) when they are not. A collective call. */

@@ -1,6 +1,7 @@
 /* args.c: table-driven parsing of the official flag names. */
 #include "train/args.h"
 
+#include "runtime/digest.h"
 #include "runtime/errors.h"
 
 #include <errno.h>
@@ -110,6 +111,8 @@ static const flag_spec flags[] = {
     {"bucket_cap_mb", F_DOUBLE, A(bucket_cap_mb), "mpirun: gradient all-reduce bucket size in MiB (25)"},
     {"check_sync_freq", F_INT, A(check_sync_freq), "mpirun: steps between rank parameter checks (1000; 0: start only)"},
     {"stop_after_steps", F_LONG, A(stop_after_steps), "cae-cl-train: checkpoint and stop after N steps"},
+    {"max_bad_image_share", F_DOUBLE, A(max_bad_image_share),
+     "cae-cl-train: stop when more than this share of an epoch's images is unusable (0.05)"},
     {"synthetic", F_TRUE, A(synthetic), "cae-cl-bench: random images, masks and labels (no data, no tokenizer)"},
     {"bench_steps", F_INT, A(bench_steps), "cae-cl-bench: timed steps (10)"},
     {"warmup_steps_bench", F_INT, A(warmup_steps_bench), "cae-cl-bench: untimed warm-up steps (2)"},
@@ -174,6 +177,7 @@ static void defaults(cae_args *a)
     a->gemm = CAE_GEMM_AUTO;
     a->bucket_cap_mb = 25.0;
     a->check_sync_freq = 1000;
+    a->max_bad_image_share = 0.05;
     a->bench_steps = 10;
     a->warmup_steps_bench = 2;
     a->budget_s = 240.0;
@@ -273,7 +277,7 @@ static const struct {
     {"drop_path", R_UNIT}, {"ratio_mask_patches", R_UNIT}, {"crop_min_size", R_UNIT},
     {"crop_max_size", R_UNIT}, {"momentum", R_UNIT}, {"layer_decay", R_UNIT},
     {"smoothing", R_UNIT}, {"mixup_prob", R_UNIT}, {"mixup_switch_prob", R_UNIT},
-    {"reprob", R_UNIT},
+    {"reprob", R_UNIT}, {"max_bad_image_share", R_UNIT},
 };
 
 /* x, parsed from v, against f's range; -1 after one line naming the flag */
@@ -406,6 +410,42 @@ int cae_args_given(int argc, char **argv, const char *name)
             (argv[i][2 + n] == '\0' || argv[i][2 + n] == '='))
             return 1;
     return 0;
+}
+
+/* The bytes of a flag's resolved value: a string's text, else the field. */
+static uint64_t value_digest(const cae_args *a, const flag_spec *f)
+{
+    const char *field = (const char *)a + f->offset;
+    switch (f->kind) {
+    case F_STRING:
+        return cae_digest_str(CAE_DIGEST_INIT, *(const char *const *)(const void *)field);
+    case F_INT:
+    case F_TRUE:
+    case F_FALSE:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(int));
+    case F_LONG:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(long));
+    case F_DOUBLE:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(double));
+    case F_GEMM:
+        return cae_digest(CAE_DIGEST_INIT, field, sizeof(cae_gemm_choice));
+    default:
+        return 0;
+    }
+}
+
+size_t cae_args_digests(const cae_args *a, uint64_t *digest, const char **name, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0] && n < max; i++) {
+        const flag_spec *f = &flags[i];
+        /* ignored flags hold nothing; loader threads are each rank's own */
+        if (f->kind >= F_IGNORE_VALUE || strcmp(f->name, "num_workers") == 0)
+            continue;
+        digest[n] = value_digest(a, f);
+        name[n++] = f->name;
+    }
+    return n;
 }
 
 int cae_args_parse(cae_args *a, int argc, char **argv)

@@ -31,6 +31,7 @@ typedef struct {
     long stop_after_steps; /* cae-cl-train: checkpoint and stop after this many global steps */
     double bucket_cap_mb;  /* all-reduce bucket size */
     int check_sync_freq;   /* steps between parameter checksum comparisons across ranks */
+    double max_bad_image_share; /* cae-cl-train: most unusable images per epoch, as a share */
     /* cae-cl's own */
     cae_gemm_choice gemm;
     const char *weights, *batch, *out, *check;
@@ -58,6 +59,11 @@ int cae_args_parse(cae_args *a, int argc, char **argv);
 /* Whether argv names this flag (as --name or --name=...): programs set
  * their own defaults for flags the user did not give. */
 int cae_args_given(int argc, char **argv, const char *name);
+/* One digest of each resolved flag value that every rank of a run must
+ * share (each flag that holds a value, --num_workers aside), and the flag's
+ * name without the dashes, for the ranks to compare before the first step.
+ * Returns how many (at most max). */
+size_t cae_args_digests(const cae_args *a, uint64_t *digest, const char **name, size_t max);
 /* Decide the target from --discrete_vae_type and --discrete_vae_weight_path:
  * the DALL-E tokenizer's labels when its weights are given, else the
  * masked patches' pixels (model.pixel_target, norm_pix_loss, and no

@@ -89,6 +89,7 @@ static int add_metadata(cae_st_writer *w, const char *path, const cae_param_tabl
     CAE_TRY(meta_u64(w, "step", meta->step));
     CAE_TRY(meta_u64(w, "seed", meta->seed));
     CAE_TRY(meta_u64(w, "adam_steps", meta->adam_steps));
+    CAE_TRY(meta_u64(w, "steps_per_epoch", meta->steps_per_epoch));
     CAE_TRY(cae_st_writer_meta(w, "args", meta->args));
     /* a summary of the model for people reading the header */
     CAE_TRY(meta_u64(w, "n_params", (uint64_t)t->total));
@@ -225,6 +226,7 @@ static int read_metadata(const cae_st_file *f, const cae_param_table *t, cae_ckp
     static const char *const keys[] = {"epoch", "step", "seed", "adam_steps"};
     uint64_t *fields[] = {&m->epoch, &m->step, &m->seed, &m->adam_steps};
     const char *args = cae_st_meta(f, "args"), *np = cae_st_meta(f, "n_params");
+    const char *spe = cae_st_meta(f, "steps_per_epoch");
     uint64_t n;
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -233,6 +235,9 @@ static int read_metadata(const cae_st_file *f, const cae_param_table *t, cae_ckp
             return why_set(why, "metadata '%s' is %s%s%s, expected an unsigned decimal", keys[i],
                            v ? "'" : "", v ? v : "missing", v ? "'" : "");
     }
+    /* absent from files written before it was recorded */
+    if (spe && parse_u64(spe, &m->steps_per_epoch) != 0)
+        return why_set(why, "metadata 'steps_per_epoch' is '%s', expected an unsigned decimal", spe);
     if (!args)
         return why_set(why, "metadata 'args' is missing");
     if (strlen(args) >= sizeof m->args)

@@ -3,7 +3,9 @@
  * checkpoint-<epoch>.safetensors holds the model under the official keys,
  * the AdamW moments under optimizer.exp_avg.<key> and
  * optimizer.exp_avg_sq.<key>, and metadata: format version, epoch, step
- * (global), seed, the AdamW step count and the full argument list. It is
+ * (global), seed, the AdamW step count, the steps per epoch the run had
+ * (so that a run at another batch size resumes by epoch) and the full
+ * argument list. It is
  * written to a temporary file, fsynced and renamed. Loading validates the
  * whole file (every key, shape and dtype) before anything on the device is
  * touched. */
@@ -23,12 +25,14 @@ typedef struct {
     uint64_t step;       /* global steps completed */
     uint64_t seed;
     uint64_t adam_steps; /* AdamW's t */
+    uint64_t steps_per_epoch; /* of the run that saved it; 0: not recorded */
     char args[8192];     /* the command line, for the record */
 } cae_ckpt_meta;
 
 /* moments may be NULL (a weights-only file, e.g. for evaluation); meta may
  * be NULL too (zeros and an empty argument list are recorded). Metadata
- * keys: format, epoch, step, seed, adam_steps, args, n_params. */
+ * keys: format, epoch, step, seed, adam_steps, steps_per_epoch, args,
+ * n_params (steps_per_epoch is optional on reading: 0 when absent). */
 int cae_checkpoint_save(const char *path, cae_ctx *ctx, const cae_param_table *t,
                         const cae_arena *params, const cae_arena *exp_avg,
                         const cae_arena *exp_avg_sq, const cae_ckpt_meta *meta);

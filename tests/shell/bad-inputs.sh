@@ -3,7 +3,9 @@
 # (tests/data/bad/, made by tests/data/make-bad.py). For each input:
 #  - the documented outcome: a non-zero exit with one "cae-cl: " line naming
 #    the culprit, or (an unusable image in an otherwise good folder) the run
-#    finishes and log.txt's train_skipped_images counts it;
+#    finishes and log.txt's train_skipped_images counts it (these folders
+#    hold a few images, so --max_bad_image_share is raised to 0.5; past the
+#    default 5% of an epoch's images a run stops, tested at the end);
 #  - no crash: the exit status is below 128 (no signal);
 #  - no sanitizer report in the output (when built with --enable-sanitizers);
 #  - the files already in --output_dir (a checkpoint, log.txt, metrics.jsonl)
@@ -24,7 +26,7 @@ fail() {
 tiny="--input_size 16 --patch_size 4 --embed_dim 32 --depth 1 --num_heads 2
  --decoder_embed_dim 24 --regressor_depth 1 --decoder_depth 1 --decoder_num_heads 2
  --num_mask_patches 8 --min_mask_patches_per_block 2 --epochs 1 --num_workers 1 --seed 3
- --warmup_steps 2"
+ --warmup_steps 2 --max_bad_image_share 0.5"
 
 # the output folder whose files must survive every refused run
 "$train" $tiny --batch_size 2 --data_path "$bad/mixed" --output_dir "$work/kept" \
@@ -162,6 +164,42 @@ refused missing-value "--data_path" "$train" $tiny --output_dir "$work/kept" --d
 refused switch-with-value "--auto_resume" "$train" $tiny --output_dir "$work/kept" --auto_resume=1
 refused positional "train" "$train" $tiny --output_dir "$work/kept" train
 refused step-unknown-flag "--no_such_flag" "$step" --no_such_flag
+
+# ---- many unusable images (a class folder emptied mid-run, say): past
+#      --max_bad_image_share of the epoch the run stops with one line saying
+#      how many, their share and the flag; below it, it trains and counts ----
+/usr/bin/python3 "$top_srcdir/tests/shell/make-probe-data.py" "$work/probe"
+share_run() { # NAME UNUSABLE: 192 good images plus UNUSABLE zero-byte ones
+    mkdir -p "$work/data-$1"
+    cp -r "$work/probe/train/class0" "$work/probe/train/class1" "$work/probe/train/class2" "$work/data-$1/"
+    i=0
+    while [ $i -lt "$2" ]; do
+        : > "$work/data-$1/class1/empty$i.png"
+        i=$((i + 1))
+    done
+    tried=$((tried + 1))
+    $limit "$train" $tiny --batch_size 8 --max_bad_image_share 0.05 --data_path "$work/data-$1" \
+        --output_dir "$work/out-$1" > "$work/$1.out" 2>&1
+}
+share_run bad-share-over 30
+rc=$?
+if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then
+    fail "bad-share-over: exit status $rc: $(tail -3 "$work/bad-share-over.out")"
+elif ! grep "^cae-cl: " "$work/bad-share-over.out" | grep -q "unusable images skipped so far, .*% of its 216, more than --max_bad_image_share 0.05"; then
+    fail "bad-share-over: no line naming the count, share and flag: $(tail -3 "$work/bad-share-over.out")"
+else
+    echo "refused ($rc): bad-share-over: $(grep "max_bad_image_share" "$work/bad-share-over.out")"
+fi
+share_run bad-share-under 3
+rc=$?
+got=$(sed -n 's/.*"train_skipped_images": \([0-9]*\).*/\1/p' "$work/out-bad-share-under/log.txt" 2>/dev/null)
+if [ $rc -ne 0 ]; then
+    fail "bad-share-under: exit status $rc: $(tail -3 "$work/bad-share-under.out")"
+elif [ "${got:-0}" -lt 1 ]; then
+    fail "bad-share-under: train_skipped_images '$got', expected at least 1"
+else
+    echo "trained, $got skipped: bad-share-under"
+fi
 
 echo "$tried inputs tried, $failures failed"
 [ $failures -eq 0 ]

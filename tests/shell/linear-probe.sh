@@ -79,4 +79,24 @@ if "$top/cae-cl-linear" --data_path "$work/data" --output_dir "$work/out3" > "$w
     echo "missing --finetune accepted"; exit 1
 fi
 grep -q -- '--finetune' "$work/err"
+
+# a val folder with other class names is refused with one line naming both
+# folders and the first class that differs, not scored against train's
+cp -r "$work/data" "$work/renamed"
+mv "$work/renamed/val/class1" "$work/renamed/val/kitten"
+if "$top/cae-cl-linear" --data_path "$work/renamed" --output_dir "$work/out4" --finetune random \
+    --input_size 32 --patch_size 8 --embed_dim 32 --depth 2 --num_heads 2 \
+    --decoder_embed_dim 32 --decoder_num_heads 2 --num_mask_patches 8 \
+    --batch_size 32 --epochs 1 > "$work/err4" 2>&1; then
+    echo "val classes other than train's accepted"; cat "$work/err4"; exit 1
+fi
+grep "^cae-cl: " "$work/err4" | grep -F "$work/renamed/train and $work/renamed/val" |
+    grep -q "class 1 is 'class1' in the first, 'class2' in the second" ||
+    { echo "no line naming both folders and class 1:"; cat "$work/err4"; exit 1; }
+# pretraining's --num_mask_patches (default 75) is not checked against a
+# small input's 16 patches: the probe needs no masking
+"$top/cae-cl-linear" --data_path "$work/data" --output_dir "$work/out5" --finetune random \
+    --input_size 32 --patch_size 8 --embed_dim 32 --depth 1 --num_heads 2 \
+    --batch_size 32 --epochs 1 > "$work/err5" 2>&1 ||
+    { echo "a small --input_size with the default --num_mask_patches refused:"; cat "$work/err5"; exit 1; }
 echo "linear-probe: ok"

@@ -4,7 +4,9 @@
 #  2. a 2-rank run resumes from it; one rank is killed with SIGKILL mid-run:
 #     mpirun must exit non-zero within 30 s, the checkpoint must still load
 #     and resume, with one rank (a different number of ranks) this time;
-#  3. a bad flag value on every rank stops the run with one line naming it.
+#  3. a bad flag value on every rank stops the run with one line naming it;
+#  4. ranks given another --batch_size, --data_path or data set stop at
+#     once with one line naming it (they used to hang in a collective).
 # Needs mpirun and the Fashion-MNIST package; skipped without them.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
@@ -55,3 +57,33 @@ echo "ok: resumed on a different number of ranks"
 $mpi "$train" $common --mask_generator blocky > "$work/4.log" 2>&1 && fail "a bad flag value was accepted"
 grep -q "mask_generator blocky" "$work/4.log" || fail "no message naming the flag: $(tail -5 "$work/4.log")"
 echo "ok: a bad flag stops every rank"
+
+# 4. ranks started with another --batch_size or other data stop before the
+#    first step, with one line naming what differs, instead of hanging
+/usr/bin/python3 "$top_srcdir/tests/shell/make-probe-data.py" "$work/folders"
+cae_time_limit 40
+one="mpirun --allow-run-as-root --oversubscribe -np 1"
+pre="" # a command rank 1's program runs under (env VAR=value)
+differ() { # NAME LINE RANK0-FLAGS -- RANK1-FLAGS: the 2-rank run must stop with LINE
+    name=$1 line=$2
+    shift 2
+    r0=""
+    while [ "$1" != "--" ]; do r0="$r0 $1"; shift; done
+    shift
+    # shellcheck disable=SC2086
+    $limit $one "$train" $common $r0 --output_dir "$work/$name" : -np 1 $pre "$train" $common "$@" \
+        --output_dir "$work/$name" > "$work/$name.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -lt 124 ] || fail "$name: exit status $rc: $(tail -5 "$work/$name.log")"
+    grep -q "^cae-cl: rank 1: $line" "$work/$name.log" || fail "$name: no line '$line': $(tail -5 "$work/$name.log")"
+    [ "$(grep -c "^cae-cl: " "$work/$name.log")" -eq 1 ] || fail "$name: more than one line: $(grep "^cae-cl: " "$work/$name.log")"
+    echo "ok: $name stops every rank"
+}
+differ batch-size "--batch_size differs from rank 0's" --batch_size 4 -- --batch_size 2
+differ data-path "--data_path differs from rank 0's" --data_path "$work/folders/train" -- \
+    --data_path "$work/folders/val"
+# the same flags, but rank 1 reads Fashion-MNIST from another folder
+mkdir "$work/fmnist"
+ln -s /usr/share/datasets/fashion-mnist/*.gz "$work/fmnist/"
+pre="env CAE_FASHION_MNIST_DIR=$work/fmnist"
+differ data-set "the data set differs from rank 0's" --

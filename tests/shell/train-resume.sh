@@ -92,3 +92,27 @@ wait $pid || fail "the first run failed: $(tail -3 "$work/e.log")"
 [ "$(wc -l < "$work/e/metrics.jsonl")" -eq 400 ] || fail "metrics.jsonl: $(wc -l < "$work/e/metrics.jsonl") lines, expected 400"
 [ "$(grep -c '"epoch"' "$work/e/log.txt")" -le 1 ] || fail "log.txt has lines of two runs"
 echo "ok: a second run on a folder in use is refused"
+
+# 5. another batch size resumes by epoch, as the official code does: 2
+#    epochs at batch 4, then on to 3 at batch 2, trains epoch 2 alone, and
+#    its first step's lr is a fresh batch-2 run's at epoch 2's first step
+/usr/bin/python3 "$top_srcdir/tests/shell/make-probe-data.py" "$work/folder"
+byepoch="$common --data_path $work/folder/train --warmup_steps 0 --warmup_epochs 1"
+"$train" $byepoch --batch_size 4 --epochs 2 --output_dir "$work/f" > "$work/f1.log" 2>&1 ||
+    fail "2 epochs at batch 4: $(tail -3 "$work/f1.log")"
+"$train" $byepoch --batch_size 2 --epochs 3 --output_dir "$work/f" > "$work/f2.log" 2>&1 ||
+    fail "resumed at batch 2: $(tail -3 "$work/f2.log")"
+epochs=$(sed -E 's/.*"epoch": ([0-9]+),.*/\1/' "$work/f/log.txt" | tr '\n' ' ')
+[ "$epochs" = "0 1 2 " ] || fail "log.txt has epochs '$epochs', expected '0 1 2 '"
+per_epoch=$((192 / 2))
+"$train" $byepoch --batch_size 2 --epochs 3 --output_dir "$work/g" \
+    --stop_after_steps $((2 * per_epoch + 1)) > "$work/g.log" 2>&1 ||
+    fail "fresh run at batch 2: $(tail -3 "$work/g.log")"
+lr_of() { # the lr of metrics.jsonl's line for step $2
+    grep "^{\"step\": $2," "$1" | sed -E 's/.*"lr": ([^,]+),.*/\1/'
+}
+resumed_lr=$(lr_of "$work/f/metrics.jsonl" $((2 * per_epoch)))
+fresh_lr=$(lr_of "$work/g/metrics.jsonl" $((2 * per_epoch)))
+[ -n "$fresh_lr" ] && [ "$resumed_lr" = "$fresh_lr" ] ||
+    fail "lr at epoch 2's first step: resumed '$resumed_lr', fresh '$fresh_lr'"
+echo "ok: another batch size resumes by epoch"
