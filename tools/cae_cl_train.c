@@ -22,6 +22,7 @@
 #include "runtime/errors.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/reconstruct.h"
 #include "safetensors/safetensors.h"
 #include "train/schedule.h"
 #include "tokenizer/dalle.h"
@@ -56,6 +57,7 @@ typedef struct {
     cae_dalle *dalle;
     cae_buf tok_view, grad_norm;
     cae_train_log log;
+    cae_recon_state *recon; /* the pixel target's pictures at checkpoints */
     cae_schedule lr_sched, wd_sched;
     size_t steps_per_epoch;
     uint64_t epoch, step; /* next epoch to run, global steps done */
@@ -141,7 +143,7 @@ static int save(trainer *t, uint64_t epoch)
     CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     printf("saved %s (step %llu)\n", path, (unsigned long long)t->step); /* rank 0 only */
-    return 0;
+    return cae_recon_checkpoint(&t->recon, &t->ctx, &t->a, &t->model, t->a.output_dir, epoch);
 }
 
 /* A file that is not a cae-cl training checkpoint (no format metadata of
@@ -411,6 +413,7 @@ static void teardown(trainer *t)
         cae_loader_free(t->loader);
     if (t->dalle)
         cae_dalle_free(t->dalle);
+    cae_recon_state_free(t->recon);
     if (t->opt)
         cae_adamw_free(t->opt);
     cae_release(&t->tok_view.mem);
