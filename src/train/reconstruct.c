@@ -169,6 +169,13 @@ static unsigned char quantize(float v)
     return (unsigned char)floorf(v * 255.0f + 0.5f);
 }
 
+/* element e (channel, y, x) of the patch at (py, px): its index in [3,S,S] */
+static size_t patch_elem(const cae_recon *r, size_t py, size_t px, size_t e)
+{
+    size_t S = (size_t)r->S, P = (size_t)r->P;
+    return e / (P * P) * S * S + (py + e / P % P) * S + px + e % P;
+}
+
 /* One image's four rows of pixels: rows[row][c][y][x], S x S each. */
 static void draw_one(const cae_recon *r, int k, const float mean[3], const float std[3],
                      unsigned char *rows)
@@ -183,16 +190,16 @@ static void draw_one(const cae_recon *r, int k, const float mean[3], const float
         double mu = 0, var = 0, spread = 1;
         if (mask[p] && r->norm_pix) { /* the target patch's own statistics */
             for (size_t e = 0; e < K; e++)
-                mu += x[e / (P * P) * plane + (py + e / P % P) * S + px + e % P];
+                mu += x[patch_elem(r, py, px, e)];
             mu /= (double)K;
             for (size_t e = 0; e < K; e++) {
-                double d = x[e / (P * P) * plane + (py + e / P % P) * S + px + e % P] - mu;
+                double d = x[patch_elem(r, py, px, e)] - mu;
                 var += d * d;
             }
             spread = sqrt(var / (double)K + 1e-6);
         }
         for (size_t e = 0; e < K; e++) {
-            size_t c = e / (P * P), at = c * plane + (py + e / P % P) * S + px + e % P;
+            size_t c = e / (P * P), at = patch_elem(r, py, px, e);
             unsigned char orig = quantize(x[at] * std[c] + mean[c]), guess = CAE_RECON_GRAY;
             if (mask[p]) {
                 float v = pred[j * K + e];
