@@ -6,7 +6,8 @@
  * command. Per step: load a batch (worker threads prepare it ahead), label
  * the masked patches (DALL-E tokenizer, or the pixel target), forward and
  * backward, stop on a non-finite loss, AdamW with clipping, log. Per epoch:
- * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint.
+ * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint
+ * (with the pixel target also a reconstruction picture, train/reconstruct.h).
  * SIGINT/SIGTERM finish the current step, write a checkpoint and exit.
  *
  * Under mpirun every rank trains on its shard of each epoch and the

@@ -94,15 +94,23 @@ int cae_recon_open_heldout(cae_dataset **ds, const char *data_path, const char *
     return cae_dataset_open(ds, data_path);
 }
 
-/* sample idx through the evaluation transform into view; 1 when unusable */
+/* sample idx through the evaluation transform into view; 1 when unusable.
+ * An image of the input size is taken as it is; where the official
+ * transform would not resize a small input (crop_pct 0) but the image has
+ * another size, its shorter side is resized to S and the centre cut. */
 static int load_one(const cae_recon *r, const cae_dataset *ds, size_t idx, cae_decoder *dec,
                     cae_image *img, cae_augment_scratch *s, float *view)
 {
+    double crop_pct = cae_cls_eval_crop_pct(r->S);
     int rc = cae_dataset_get(ds, idx, dec, img);
     if (rc != 0)
         return rc;
-    return cae_cls_eval_transform(r->S, cae_cls_eval_crop_pct(r->S), CAE_FILTER_BICUBIC,
-                                  r->imagenet_mean_std, img, s, view);
+    if (img->width == r->S && img->height == r->S)
+        crop_pct = 0;
+    else if (crop_pct == 0)
+        crop_pct = 1;
+    return cae_cls_eval_transform(r->S, crop_pct, CAE_FILTER_BICUBIC, r->imagenet_mean_std, img,
+                                  s, view);
 }
 
 int cae_recon_load(cae_recon *r, const cae_dataset *ds, const cae_args *a, uint64_t seed)
@@ -385,6 +393,17 @@ out:
     return rc;
 }
 
+static int draw_checkpoint(cae_recon_state **st, cae_ctx *ctx, const cae_args *a,
+                           const cae_model *train, const char *path)
+{
+    if (!*st)
+        CAE_TRY(state_new(st, ctx, a));
+    /* the same table (same configuration): a copy through the host */
+    CAE_TRY(cae_arena_read_image(ctx, &train->table, &train->params, (*st)->image));
+    CAE_TRY(cae_arena_write_image(ctx, &(*st)->m.table, &(*st)->m.params, (*st)->image));
+    return cae_recon_write(&(*st)->r, &(*st)->m, path);
+}
+
 int cae_recon_checkpoint(cae_recon_state **st, cae_ctx *ctx, const cae_args *a,
                          const cae_model *train, const char *dir, uint64_t epoch)
 {
@@ -393,17 +412,17 @@ int cae_recon_checkpoint(cae_recon_state **st, cae_ctx *ctx, const cae_args *a,
     double t0 = cae_now_ms();
     if (!a->model.pixel_target || (off && strcmp(off, "1") == 0))
         return 0;
-    if (!*st)
-        CAE_TRY(state_new(st, ctx, a));
     if (snprintf(path, sizeof path, "%s/reconstruction-%" PRIu64 ".png", dir, epoch) >=
         (int)sizeof path) {
         cae_errorf("--output_dir %s: path too long", dir);
         return -1;
     }
-    /* the same table (same configuration): a copy through the host */
-    CAE_TRY(cae_arena_read_image(ctx, &train->table, &train->params, (*st)->image));
-    CAE_TRY(cae_arena_write_image(ctx, &(*st)->m.table, &(*st)->m.params, (*st)->image));
-    CAE_TRY(cae_recon_write(&(*st)->r, &(*st)->m, path));
+    /* a picture is a view of training, not part of it: a failure (said
+     * above) costs the picture, not the run */
+    if (draw_checkpoint(st, ctx, a, train, path) != 0) {
+        cae_errorf("warning: no %s; training goes on", path);
+        return 0;
+    }
     printf("wrote %s (%.0f ms)\n", path, cae_now_ms() - t0);
     return 0;
 }

@@ -14,7 +14,8 @@
  * The images are held out from training: Fashion-MNIST's test split for the
  * built-in data, else the ImageFolder beside --data_path named val (a
  * sibling folder), else the training folder itself. Image k of n is sample
- * k * len / n, through the evaluation transform (cls_transform.h); mask k
+ * k * len / n, through the evaluation transform (cls_transform.h; an
+ * image of another size than a small input is resized, see load_one); mask k
  * comes from the seed alone, so every checkpoint shows the same images and
  * masks. cae-cl-train draws <output_dir>/reconstruction-<epoch>.png at each
  * checkpoint with a model instance of its own (the training model, its
@@ -70,7 +71,8 @@ int cae_recon_write(cae_recon *r, cae_model *m, const char *path);
 /* cae-cl-train's pictures: the first call sets up the held-out batch and a
  * model of its own (*st NULL before it), every call copies train's
  * parameters into it and writes dir/reconstruction-<epoch>.png. Nothing
- * for the DALL-E target or with CAE_NO_RECONSTRUCTION=1. */
+ * for the DALL-E target or with CAE_NO_RECONSTRUCTION=1. A picture that
+ * cannot be drawn is a warning (after the line saying why), not an error. */
 typedef struct cae_recon_state cae_recon_state;
 int cae_recon_checkpoint(cae_recon_state **st, cae_ctx *ctx, const cae_args *a,
                          const cae_model *train, const char *dir, uint64_t epoch);

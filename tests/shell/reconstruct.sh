@@ -8,7 +8,9 @@
 #     training;
 #  3. cae-cl-reconstruct on the last checkpoint draws the same file, byte
 #     for byte, and another --seed draws another picture;
-#  4. a DALL-E-target model is refused: no pixel decoder.
+#  4. a DALL-E-target model is refused: no pixel decoder;
+#  5. a picture that cannot be written is a warning naming it: training
+#     goes on.
 set -u
 . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
 cae_workdir recon
@@ -66,4 +68,13 @@ echo "ok: cae-cl-reconstruct draws the same picture from the checkpoint"
 grep -q "no pixel decoder" "$work/d.log" || fail "DALL-E target: $(cat "$work/d.log")"
 [ -e "$work/d.png" ] && fail "a picture was written for a DALL-E target"
 echo "ok: a DALL-E target is refused"
+
+# 5. a folder where the picture goes
+mkdir -p "$work/c/reconstruction-0.png"
+"$top/cae-cl-train" $common --epochs 1 --output_dir "$work/c" > "$work/c.log" 2>&1 ||
+    fail "an unwritable picture stopped training: $(tail -3 "$work/c.log")"
+grep -q "warning: no $work/c/reconstruction-0.png" "$work/c.log" ||
+    fail "no warning naming the picture: $(tail -3 "$work/c.log")"
+[ -f "$work/c/checkpoint-0.safetensors" ] || fail "no checkpoint beside the failed picture"
+echo "ok: a picture that cannot be written is a warning"
 exit 0
