@@ -6,7 +6,8 @@
  * command. Per step: load a batch (worker threads prepare it ahead), label
  * the masked patches (DALL-E tokenizer, or the pixel target), forward and
  * backward, stop on a non-finite loss, AdamW with clipping, log. Per epoch:
- * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint.
+ * log.txt and, every --save_ckpt_freq epochs and at the end, a checkpoint
+ * (with the pixel target also a reconstruction picture, train/reconstruct.h).
  * SIGINT/SIGTERM finish the current step, write a checkpoint and exit.
  *
  * Under mpirun every rank trains on its shard of each epoch and the
@@ -22,6 +23,7 @@
 #include "runtime/errors.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/reconstruct.h"
 #include "safetensors/safetensors.h"
 #include "train/schedule.h"
 #include "tokenizer/dalle.h"
@@ -56,6 +58,7 @@ typedef struct {
     cae_dalle *dalle;
     cae_buf tok_view, grad_norm;
     cae_train_log log;
+    cae_recon_state *recon; /* the pixel target's pictures at checkpoints */
     cae_schedule lr_sched, wd_sched;
     size_t steps_per_epoch;
     uint64_t epoch, step; /* next epoch to run, global steps done */
@@ -165,7 +168,7 @@ static int save(trainer *t, uint64_t epoch)
     CAE_TRY(cae_checkpoint_save(path, &t->ctx, &t->model.table, &t->model.params,
                                 cae_adamw_exp_avg(t->opt), cae_adamw_exp_avg_sq(t->opt), &meta));
     printf("saved %s (step %llu)\n", path, (unsigned long long)t->step); /* rank 0 only */
-    return 0;
+    return cae_recon_checkpoint(&t->recon, &t->ctx, &t->a, &t->model, t->a.output_dir, epoch);
 }
 
 /* A file that is not a cae-cl training checkpoint (no format metadata of
@@ -482,6 +485,7 @@ static void teardown(trainer *t)
         cae_loader_free(t->loader);
     if (t->dalle)
         cae_dalle_free(t->dalle);
+    cae_recon_state_free(t->recon);
     if (t->opt)
         cae_adamw_free(t->opt);
     cae_release(&t->tok_view.mem);

@@ -234,13 +234,23 @@ int cae_augment_check(const cae_augment_cfg *cfg)
 
 /* [S][S][3] bytes -> [3][S][S] floats: (x / 255 - mean) / std, in float
  * like ToTensor + Normalize. */
-void cae_normalize_view(const unsigned char *px, int S, int imagenet, float *view)
+void cae_normalize_stats(int imagenet, float mean[3], float std[3])
 {
     static const float inet_mean[3] = {0.485f, 0.456f, 0.406f};
     static const float inet_std[3] = {0.229f, 0.224f, 0.225f};
-    size_t n = (size_t)S * (size_t)S;
     for (int c = 0; c < 3; c++) {
-        float mean = imagenet ? inet_mean[c] : 0.5f, std = imagenet ? inet_std[c] : 0.5f;
+        mean[c] = imagenet ? inet_mean[c] : 0.5f;
+        std[c] = imagenet ? inet_std[c] : 0.5f;
+    }
+}
+
+void cae_normalize_view(const unsigned char *px, int S, int imagenet, float *view)
+{
+    float means[3], stds[3];
+    size_t n = (size_t)S * (size_t)S;
+    cae_normalize_stats(imagenet, means, stds);
+    for (int c = 0; c < 3; c++) {
+        float mean = means[c], std = stds[c];
         float *o = view + (size_t)c * n;
         for (size_t i = 0; i < n; i++)
             o[i] = ((float)px[i * 3 + c] / 255.0f - mean) / std;

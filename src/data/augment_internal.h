@@ -60,6 +60,8 @@ int cae_augment_grow(unsigned char **p, size_t *cap, size_t n);
 /* [S][S][3] bytes -> [3][S][S] floats: (x / 255 - mean) / std in float, as
  * ToTensor + Normalize; ImageNet's mean/std or 0.5 / 0.5. */
 void cae_normalize_view(const unsigned char *px, int S, int imagenet, float *view);
+/* The per-channel mean and std cae_normalize_view uses. */
+void cae_normalize_stats(int imagenet, float mean[3], float std[3]);
 
 /* ---- augment.c: Pillow's pixel arithmetic ---- */
 
