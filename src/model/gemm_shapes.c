@@ -1,5 +1,6 @@
 /* gemm_shapes.c: the step's GEMM shapes (see gemm_shapes.h). */
 #include "model/gemm_shapes.h"
+#include "tokenizer/dalle.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +115,20 @@ size_t cae_gemm_shapes(const cae_config *c, size_t B, cae_gemm_shape *out, size_
     if (l.n <= cap)
         qsort(out, l.n, sizeof *out, by_flops);
     return l.n;
+}
+
+static void add_tokenizer(void *user, size_t m, size_t n, size_t k, size_t count)
+{
+    add(user, "tokenizer", 0, 0, m, n, k, 1, count);
+}
+
+int cae_gemm_shapes_tokenizer(const char *path, size_t B, int image_size, cl_ulong max_alloc,
+                              cae_gemm_shape *out, size_t cap, size_t *n)
+{
+    shape_list l = {out, cap, *n};
+    CAE_TRY(cae_dalle_gemms(path, B, image_size, max_alloc, add_tokenizer, &l));
+    if (l.n <= cap)
+        qsort(out, l.n, sizeof *out, by_flops);
+    *n = l.n;
+    return 0;
 }

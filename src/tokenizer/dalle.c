@@ -310,21 +310,14 @@ static size_t col_per_image(const cae_dalle *d)
     return most;
 }
 
-/* Size the buffers for (batch, image_size) and allocate them. */
-static int plan_memory(cae_dalle *d)
+/* The im2col matrix's floats (d->col_cap) for d's batch: a chunk of images
+ * within the budget (CAE_DALLE_COL_FLOATS, else COL_BUDGET), at least one
+ * image, and within one allocation of max_alloc bytes where an image fits. */
+static int plan_col(cae_dalle *d, cl_ulong max_alloc)
 {
-    cae_ctx *ctx = d->ctx;
-    size_t B = d->batch, S2 = (size_t)d->image_size * d->image_size;
-    size_t per_image = col_per_image(d), act, pool, hid, logits, need, budget;
+    size_t per_image = col_per_image(d), budget = COL_BUDGET;
     const char *env = getenv("CAE_DALLE_COL_FLOATS");
 
-    /* The widest activation is group 1 at full resolution; widths double
-     * as the area quarters, so later groups need less. */
-    act = (size_t)d->n_hid * B * S2;
-    pool = act / 4;
-    hid = act / 4;
-    logits = B * (size_t)d->vocab * (size_t)d->grid * (size_t)d->grid;
-    budget = COL_BUDGET;
     if (env != NULL && *env != '\0') {
         char *end;
         unsigned long long v;
@@ -336,11 +329,28 @@ static int plan_memory(cae_dalle *d)
         }
         budget = (size_t)v;
     }
-    d->col_cap = B * per_image < budget ? B * per_image : budget;
+    d->col_cap = d->batch * per_image < budget ? d->batch * per_image : budget;
     if (d->col_cap < per_image)
         d->col_cap = per_image;
-    if (d->col_cap * sizeof(float) > ctx->max_alloc && per_image * sizeof(float) <= ctx->max_alloc)
-        d->col_cap = ctx->max_alloc / sizeof(float) / per_image * per_image;
+    if (d->col_cap * sizeof(float) > max_alloc && per_image * sizeof(float) <= max_alloc)
+        d->col_cap = max_alloc / sizeof(float) / per_image * per_image;
+    return 0;
+}
+
+/* Size the buffers for (batch, image_size) and allocate them. */
+static int plan_memory(cae_dalle *d)
+{
+    cae_ctx *ctx = d->ctx;
+    size_t B = d->batch, S2 = (size_t)d->image_size * d->image_size;
+    size_t act, pool, hid, logits, need;
+
+    /* The widest activation is group 1 at full resolution; widths double
+     * as the area quarters, so later groups need less. */
+    act = (size_t)d->n_hid * B * S2;
+    pool = act / 4;
+    hid = act / 4;
+    logits = B * (size_t)d->vocab * (size_t)d->grid * (size_t)d->grid;
+    CAE_TRY(plan_col(d, ctx->max_alloc));
 
     need = (act + pool + 2 * hid + d->col_cap + logits) * sizeof(float);
     if (need > ctx->global_mem) {
@@ -380,6 +390,17 @@ static int get_kernels(cae_dalle *d)
     return 0;
 }
 
+static int check_size(const char *path, size_t batch, int image_size)
+{
+    if (batch == 0 || batch > (1u << 20) || image_size < 8 || image_size % 8 != 0 ||
+        image_size > (1 << 14)) {
+        cae_errorf("%s: DALL-E tokenizer needs a batch of at least 1 and an image size that is a "
+                   "positive multiple of 8 (got batch %zu, size %d)", path, batch, image_size);
+        return -1;
+    }
+    return 0;
+}
+
 int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch, int image_size)
 {
     cae_st_file f;
@@ -387,12 +408,7 @@ int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch
     int rc = 0;
 
     *out = NULL;
-    if (batch == 0 || batch > (1u << 20) || image_size < 8 || image_size % 8 != 0 ||
-        image_size > (1 << 14)) {
-        cae_errorf("%s: DALL-E tokenizer needs a batch of at least 1 and an image size that is a "
-                   "positive multiple of 8 (got batch %zu, size %d)", path, batch, image_size);
-        return -1;
-    }
+    CAE_TRY(check_size(path, batch, image_size));
     if (cae_st_read(&f, path) != 0)
         return -1;
     d = calloc(1, sizeof *d);
@@ -447,6 +463,63 @@ int cae_dalle_grid(const cae_dalle *d)
 cae_buf cae_dalle_logits(const cae_dalle *d)
 {
     return (cae_buf){d->logits, 0};
+}
+
+/* ------------------------------------------------------------ GEMM shapes */
+
+/* A k x k convolution's GEMMs over d's batch at hw pixels per image: one per
+ * chunk of images that fits the im2col matrix, as conv_kxk runs them. */
+static void kxk_gemms(const cae_dalle *d, const dalle_conv *cv, size_t hw, cae_dalle_gemm_fn fn,
+                      void *user)
+{
+    size_t rows = (size_t)cv->n_in * cv->k * cv->k, chunk = d->col_cap / (rows * hw);
+    if (chunk > d->batch)
+        chunk = d->batch;
+    fn(user, (size_t)cv->n_out, chunk * hw, rows, d->batch / chunk);
+    if (d->batch % chunk)
+        fn(user, (size_t)cv->n_out, d->batch % chunk * hw, rows, 1);
+}
+
+int cae_dalle_gemms(const char *path, size_t batch, int image_size, cl_ulong max_alloc,
+                    cae_dalle_gemm_fn fn, void *user)
+{
+    cae_st_file f;
+    cae_dalle *d;
+    size_t side = (size_t)image_size;
+    int rc = 0;
+
+    CAE_TRY(check_size(path, batch, image_size));
+    CAE_TRY(cae_st_read_header(&f, path));
+    d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        cae_errorf("%s: out of host memory", path);
+        cae_st_free(&f);
+        return -1;
+    }
+    d->batch = batch;
+    d->image_size = image_size;
+    CAE_TRY_GOTO(read_sizes(d, &f), done);
+    plan_layers(d);
+    CAE_TRY_GOTO(plan_col(d, max_alloc), done);
+    kxk_gemms(d, &d->input, side * side, fn, user);
+    for (int g = 0; g < N_GROUPS; g++) {
+        for (int b = 0; b < N_BLOCKS; b++) {
+            const dalle_block *blk = &d->blocks[g][b];
+            size_t cols = batch * side * side;
+            for (int c = 0; c < 3; c++)
+                kxk_gemms(d, &blk->conv[c], side * side, fn, user);
+            if (blk->has_id)
+                fn(user, (size_t)blk->n_out, cols, (size_t)blk->n_in, 1);
+            fn(user, (size_t)blk->n_out, cols, (size_t)blk->conv[3].n_in, 1);
+        }
+        if (g < N_GROUPS - 1)
+            side /= 2; /* the max-pool after groups 1-3 */
+    }
+    fn(user, (size_t)d->vocab, side * side, (size_t)d->output.n_in, batch);
+done:
+    cae_st_free(&f);
+    free(d);
+    return rc;
 }
 
 /* ------------------------------------------------------------ forward */

@@ -34,6 +34,17 @@ void cae_dalle_free(cae_dalle *d);
 int cae_dalle_vocab(const cae_dalle *d);
 int cae_dalle_grid(const cae_dalle *d); /* image_size / 8 */
 
+/* The GEMMs one cae_dalle_labels call runs for the weights at path (n_hid
+ * and the vocabulary from the file's header; no weights are read), batch
+ * images of image_size and a device that allocates at most max_alloc bytes
+ * at once (the im2col chunks as cae_dalle_load plans them,
+ * CAE_DALLE_COL_FLOATS included): fn(user, m, n, k, count) per distinct
+ * call site and chunk size, each a row-major m x n x k product without
+ * transposes. 0, or -1 with one line naming the problem. */
+typedef void (*cae_dalle_gemm_fn)(void *user, size_t m, size_t n, size_t k, size_t count);
+int cae_dalle_gemms(const char *path, size_t batch, int image_size, cl_ulong max_alloc,
+                    cae_dalle_gemm_fn fn, void *user);
+
 /* view: [B,3,S2,S2] already mapped to [0.1, 0.9]; mask_idx: int [B,M], the
  * masked patch indices in raster order; labels: int [B*M] out (-1 where an
  * index lies outside [0, G*G)). B and S2 are the load's batch and
