@@ -13,9 +13,18 @@
  * product forced onto the direct one; then the indirect-size threshold
  * (GemmRoutine XGEMM_MIN_INDIRECT_SIZE) that minimises the step time is
  * chosen from the two sets of times, and the result is measured once more.
- * The first measurement is the device as programs run it today (no tuning
- * file), for comparison; on CPU devices with native kernels the host BLAS
- * is measured too.
+ *
+ * Tuning never loses: before any candidate, two references are timed the
+ * same way (every shape once after an untimed run of it): CLBlast's own
+ * database parameters for the device (no override; the context starts on
+ * the host back end where it can, so no CPU default has been applied yet)
+ * and the parameters programs use now (the tuning file's sets, else the
+ * defaults cae_gemm_init applies). The set found is written only when it
+ * measured faster than both; otherwise the parameters in use are written
+ * unchanged (the database instead, as a file without CLBlast sets, where it
+ * was faster and programs fall back to it, i.e. without CPU defaults). With
+ * --discrete_vae_weight_path the tokenizer's GEMMs count in every score.
+ * On CPU devices with native kernels the host BLAS is measured too.
  *
  * Our kernels: cae_launch_1d's work-group size (runtime) and the -D vector
  * switches GELU_VEC and LAYERNORM_VEC (one program build each), timed on
@@ -28,6 +37,7 @@
 #include "ops/ops.h"
 #include "train/train_log.h"
 #include "runtime/tune_file.h"
+#include "runtime/device.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -40,7 +50,8 @@
 #define MIN_INDIRECT_NEVER ((size_t)1 << 20) /* its cube passes any product */
 
 static const char *const routine_names[1] = {"XGEMM_MIN_INDIRECT_SIZE"};
-static const char *const groups[] = {"linear fwd", "linear dx", "linear dW", "attention"};
+static const char *const groups[] = {"linear fwd", "linear dx", "linear dW", "attention",
+                                     "tokenizer"};
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 typedef struct {
@@ -50,6 +61,12 @@ typedef struct {
     size_t n_shapes;
     cl_mem mem[3];
     double t0, budget_ms;
+    /* the references (gemm_references): the parameters in use, CLBlast's
+     * database, the host BLAS; ms per shape */
+    cae_tune in_use; /* its CLBlast sets: the tuning file's, none for the defaults */
+    const char *in_use_what;
+    double used[MAX_SHAPES], database[MAX_SHAPES], host[MAX_SHAPES];
+    int have_database, have_host;
 } tuner;
 
 /* ------------------------------------------------------------ candidates */
@@ -83,14 +100,22 @@ static size_t pick(uint64_t *s, const size_t *from, size_t n)
 
 #define PICK(s, arr) pick(s, arr, sizeof arr / sizeof arr[0])
 
-static int same(const size_t *a, const size_t *b, size_t n)
+/* v (width values) appended to the n sets in out unless one equals it;
+ * the new count */
+static size_t add_unique(size_t *out, size_t n, const size_t *v, size_t width)
 {
-    return memcmp(a, b, n * sizeof *a) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(out + i * width, v, width * sizeof *v) == 0)
+            return n;
+    memcpy(out + n * width, v, width * sizeof *v);
+    return n + 1;
 }
 
-/* Hand-picked sets first (the CPU set in use today, its 64x64 variant,
- * two common GPU shapes), then random valid sets; distinct, valid. */
-static size_t xgemm_candidates(const cae_ctx *ctx, size_t (*out)[CAE_TUNE_XGEMM_N], size_t cap)
+/* Hand-picked sets first (the tuning file's set in use, the CPU default
+ * set, its 64x64 variant, two common GPU shapes), then random valid sets;
+ * distinct, valid. */
+static size_t xgemm_candidates(const cae_ctx *ctx, const cae_tune *in_use,
+                               size_t (*out)[CAE_TUNE_XGEMM_N], size_t cap)
 {
     static const size_t fixed[][CAE_TUNE_XGEMM_N] = {
         {0, 1, 16, 1, 8, 8, 64, 4, 4, 64, 0, 0, 0, 0, 8, 4},
@@ -104,12 +129,14 @@ static size_t xgemm_candidates(const cae_ctx *ctx, size_t (*out)[CAE_TUNE_XGEMM_
     size_t n = 0;
     size_t v[CAE_TUNE_XGEMM_N];
 
-    memcpy(out[n++], cae_gemm_cpu_xgemm, sizeof v);
+    if (in_use->have_xgemm && xgemm_valid(ctx, in_use->xgemm))
+        n = add_unique(out[0], n, in_use->xgemm, CAE_TUNE_XGEMM_N);
+    if (n < cap)
+        n = add_unique(out[0], n, cae_gemm_cpu_xgemm, CAE_TUNE_XGEMM_N);
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && n < cap; i++)
         if (xgemm_valid(ctx, fixed[i]))
-            memcpy(out[n++], fixed[i], sizeof v);
+            n = add_unique(out[0], n, fixed[i], CAE_TUNE_XGEMM_N);
     for (int tries = 0; tries < 200000 && n < cap; tries++) {
-        int dup = 0;
         v[GEMMK] = 0, v[KREG] = 1;
         v[MWG] = PICK(&seed, wg), v[NWG] = PICK(&seed, wg), v[KWG] = PICK(&seed, kwg);
         v[MDIMC] = PICK(&seed, dim), v[NDIMC] = PICK(&seed, dim);
@@ -117,17 +144,15 @@ static size_t xgemm_candidates(const cae_ctx *ctx, size_t (*out)[CAE_TUNE_XGEMM_
         v[VWM] = PICK(&seed, vw), v[VWN] = PICK(&seed, vw);
         v[STRM] = PICK(&seed, bit), v[STRN] = PICK(&seed, bit);
         v[SA] = PICK(&seed, bit), v[SB] = PICK(&seed, bit);
-        if (!xgemm_valid(ctx, v))
-            continue;
-        for (size_t i = 0; i < n && !dup; i++)
-            dup = same(out[i], v, CAE_TUNE_XGEMM_N);
-        if (!dup)
-            memcpy(out[n++], v, sizeof v);
+        if (xgemm_valid(ctx, v))
+            n = add_unique(out[0], n, v, CAE_TUNE_XGEMM_N);
     }
     return n;
 }
 
-static size_t direct_candidates(const cae_ctx *ctx, size_t (*out)[CAE_TUNE_DIRECT_N], size_t cap)
+/* The tuning file's set in use first, then as xgemm_candidates. */
+static size_t direct_candidates(const cae_ctx *ctx, const cae_tune *in_use,
+                                size_t (*out)[CAE_TUNE_DIRECT_N], size_t cap)
 {
     static const size_t fixed[][CAE_TUNE_DIRECT_N] = {
         {1, 8, 8, 8, 8, 1, 1, 1, 1, 32},
@@ -141,21 +166,18 @@ static size_t direct_candidates(const cae_ctx *ctx, size_t (*out)[CAE_TUNE_DIREC
     size_t n = 0;
     size_t v[CAE_TUNE_DIRECT_N];
 
+    if (cap > 0 && in_use->have_direct && direct_valid(ctx, in_use->direct))
+        n = add_unique(out[0], n, in_use->direct, CAE_TUNE_DIRECT_N);
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && n < cap; i++)
         if (direct_valid(ctx, fixed[i]))
-            memcpy(out[n++], fixed[i], sizeof v);
+            n = add_unique(out[0], n, fixed[i], CAE_TUNE_DIRECT_N);
     for (int tries = 0; tries < 200000 && n < cap; tries++) {
-        int dup = 0;
         v[WGD] = PICK(&seed, wgd), v[MDIMCD] = PICK(&seed, dim), v[NDIMCD] = PICK(&seed, dim);
         v[MDIMAD] = PICK(&seed, dim), v[NDIMBD] = PICK(&seed, dim), v[KWID] = PICK(&seed, kwid);
         v[VWMD] = PICK(&seed, vw), v[VWND] = PICK(&seed, vw);
         v[PADA] = PICK(&seed, bit), v[PADB] = PICK(&seed, bit);
-        if (!direct_valid(ctx, v))
-            continue;
-        for (size_t i = 0; i < n && !dup; i++)
-            dup = same(out[i], v, CAE_TUNE_DIRECT_N);
-        if (!dup)
-            memcpy(out[n++], v, sizeof v);
+        if (direct_valid(ctx, v))
+            n = add_unique(out[0], n, v, CAE_TUNE_DIRECT_N);
     }
     return n;
 }
@@ -267,6 +289,14 @@ static double group_rate(const tuner *t, const double *ms, const char *group)
     return time > 0 ? fl / (time * 1e-3) * 1e-9 : 0;
 }
 
+static size_t count_group(const tuner *t, const char *group)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_shapes; i++)
+        n += strcmp(t->shapes[i].group, group) == 0;
+    return n;
+}
+
 static double step_ms(const tuner *t, const double *ms)
 {
     double sum = 0;
@@ -289,7 +319,8 @@ static void print_rates(const tuner *t, const char *what, const double *ms)
 {
     printf("  %-26s", what);
     for (size_t g = 0; g < N_GROUPS; g++)
-        printf(" %10.1f", group_rate(t, ms, groups[g]));
+        if (count_group(t, groups[g]))
+            printf(" %10.1f", group_rate(t, ms, groups[g]));
     printf(" %10.1f\n", step_ms(t, ms));
 }
 
@@ -314,35 +345,60 @@ static double combined_ms(const tuner *t, const double *ind, const double *dir, 
     return sum;
 }
 
-/* The references: the host BLAS (native-kernel devices) into host,
- * CLBlast with its present parameters into today. */
-static int gemm_baselines(tuner *t, double *host, double *today, int *have_host)
+/* Every shape timed the way the references and the final choice are
+ * (each after an untimed run of it), with a line naming what; 0 or -1. */
+static int time_reference(tuner *t, double *ms, const char *what)
 {
-    double v;
-    *have_host = 0;
-    printf("\nGEMM: %zu distinct shapes per step; times in ms for the step's products\n",
-           t->n_shapes);
-    if (t->ctx.native_kernels) {
-        CAE_TRY(cae_gemm_init(&t->ctx, CAE_GEMM_HOST));
-        v = time_shapes(t, host, NO_TIME, 0);
-        CAE_TRY(cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST));
-        if (v < 0)
-            return -1;
-        *have_host = 1;
-        printf("  host BLAS: %.1f ms\n", v);
-    }
-    v = time_shapes(t, today, NO_TIME, 1);
+    double v = time_shapes(t, ms, NO_TIME, 1);
     if (v < 0) {
-        cae_errorf("CLBlast fails on %s with its present parameters", t->ctx.device_name);
+        cae_errorf("CLBlast fails on %s with %s", t->ctx.device_name, what);
         return -1;
     }
-    printf("  CLBlast as programs run it today (no tuning file): %.1f ms\n", v);
+    printf("  %-44s %10.1f ms\n", what, v);
+    fflush(stdout);
     return 0;
 }
 
+/* The references, before any candidate is set: the host BLAS (the
+ * context's back end on native-kernel devices), CLBlast's database
+ * parameters (cae_gemm_init overrides nothing without a tuning set or CPU
+ * defaults; where the context had to start on CLBlast with the CPU
+ * defaults they are gone), then the parameters in use (the file at path,
+ * else the defaults), applied as every program's cae_gemm_init does. */
+static int gemm_references(tuner *t, const cae_tune_device *dev, const char *path)
+{
+    int cpu = t->ctx.cpu_defaults, rc;
+    printf("\nGEMM: %zu distinct shapes per step; times in ms for the step's products\n",
+           t->n_shapes);
+    if (t->ctx.native_kernels) {
+        CAE_TRY(time_reference(t, t->host, "host BLAS"));
+        t->have_host = 1;
+    }
+    if (t->ctx.native_kernels || !cpu) {
+        t->ctx.cpu_defaults = 0;
+        rc = cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST);
+        t->ctx.cpu_defaults = cpu;
+        CAE_TRY(rc);
+        CAE_TRY(time_reference(t, t->database, "CLBlast's database (no override)"));
+        t->have_database = 1;
+    } else {
+        printf("  CLBlast's database: not timed (the CPU defaults were applied at start)\n");
+    }
+    if (cae_tune_load(path, dev, &t->in_use) == 1 &&
+        (t->in_use.have_xgemm || t->in_use.have_direct || t->in_use.have_min_indirect))
+        t->in_use_what = "in use (the tuning file's sets)";
+    else
+        t->in_use_what = cpu ? "in use (the CPU defaults)" : "in use (CLBlast's database)";
+    t->ctx.tune = t->in_use;
+    rc = cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST);
+    memset(&t->ctx.tune, 0, sizeof t->ctx.tune);
+    CAE_TRY(rc);
+    return time_reference(t, t->used, t->in_use_what);
+}
+
 /* Xgemm candidates xc[0..nx) on every product (all indirect) within two
- * thirds of the budget: the fastest into best->xgemm, its times into
- * best_ind. */
+ * thirds of the budget: the fastest into best->xgemm (have_xgemm stays 0
+ * when none ran), its times into best_ind. */
 static int search_xgemm(tuner *t, size_t (*xc)[CAE_TUNE_XGEMM_N], size_t nx, cae_tune *best,
                         double *best_ind, json_t *cands, size_t *tried)
 {
@@ -363,8 +419,8 @@ static int search_xgemm(tuner *t, size_t (*xc)[CAE_TUNE_XGEMM_N], size_t nx, cae
         fflush(stdout);
     }
     if (best_x >= NO_TIME) {
-        cae_errorf("no Xgemm candidate ran on %s", t->ctx.device_name);
-        return -1;
+        printf("  no Xgemm candidate ran\n");
+        return 0;
     }
     best->have_xgemm = 1;
     return cae_gemm_override(t->ctx.device, "Xgemm", cae_tune_xgemm_names, best->xgemm,
@@ -427,70 +483,126 @@ static int choose_min_indirect(tuner *t, cae_tune *best, const double *best_ind,
     return force_indirect(t, best->min_indirect);
 }
 
-/* The chosen set and the rates of each way of running the products, on
- * stdout and into report. */
-static void report_gemm(tuner *t, const cae_tune *best, const double *today, const double *chosen,
-                        const double *host, json_t *report)
+/* The CLBlast sets of from into to (the kernels' tunables stay). */
+static void set_clblast(cae_tune *to, const cae_tune *from)
 {
-    printf("\nchosen: Xgemm ");
-    print_set(stdout, cae_tune_xgemm_names, best->xgemm, CAE_TUNE_XGEMM_N);
-    if (best->have_direct) {
-        printf("\n        XgemmDirect ");
-        print_set(stdout, cae_tune_direct_names, best->direct, CAE_TUNE_DIRECT_N);
+    to->have_xgemm = from->have_xgemm;
+    to->have_direct = from->have_direct;
+    to->have_min_indirect = from->have_min_indirect;
+    memcpy(to->xgemm, from->xgemm, sizeof to->xgemm);
+    memcpy(to->direct, from->direct, sizeof to->direct);
+    to->min_indirect = from->min_indirect;
+}
+
+/* What the file gets (into best): the set found (found: its times, NULL
+ * when none ran) only when it measured faster than every reference that a
+ * file can hold; else the parameters in use, unchanged, or CLBlast's
+ * database (no CLBlast sets in the file) where it measured faster and
+ * programs fall back to it (no CPU defaults). The comparison on stdout. */
+static void choose_written(tuner *t, cae_tune *best, const double *found, json_t *report)
+{
+    double used = step_ms(t, t->used), db = t->have_database ? step_ms(t, t->database) : NO_TIME;
+    double found_ms = found ? step_ms(t, found) : NO_TIME;
+    int db_wins = t->have_database && !t->ctx.cpu_defaults && db < used;
+    double ref = db_wins ? db : used;
+    const char *written;
+
+    printf("\nCLBlast, ms for the step's GEMMs:\n  %-44s %10.1f\n", t->in_use_what, used);
+    if (t->have_database)
+        printf("  %-44s %10.1f\n", "CLBlast's database", db);
+    if (found)
+        printf("  %-44s %10.1f\n", "best found", found_ms);
+    else
+        printf("  %-44s %10s\n", "best found", "none");
+    if (found_ms < ref) {
+        written = "best found";
+        printf("writing the best found: %.1f ms against %.1f\n", found_ms, ref);
+    } else if (db_wins) {
+        cae_tune none;
+        memset(&none, 0, sizeof none);
+        set_clblast(best, &none);
+        written = "database";
+        printf("no candidate beat CLBlast's database (%.1f ms): writing no CLBlast sets, so "
+               "programs keep it\n", db);
+    } else {
+        set_clblast(best, &t->in_use);
+        written = "in use";
+        printf("no candidate beat the parameters in use (%.1f ms): writing them unchanged\n", used);
     }
-    printf("\n        XGEMM_MIN_INDIRECT_SIZE=%zu (products with m*n*k below its cube run direct)\n",
-           best->min_indirect);
+    if (t->have_database && db < ref && db < found_ms)
+        printf("note: CLBlast's database measured fastest (%.1f ms), but programs apply the CPU "
+               "defaults where a file has no CLBlast sets, so it cannot be written\n", db);
+    json_object_set_new(report, "written", json_string(written));
+}
+
+/* The set found and the rates of each way of running the products, on
+ * stdout and into report. */
+static void report_gemm(tuner *t, const cae_tune *best, const double *found, json_t *report)
+{
+    if (found) {
+        printf("\nbest found: Xgemm ");
+        print_set(stdout, cae_tune_xgemm_names, best->xgemm, CAE_TUNE_XGEMM_N);
+        if (best->have_direct) {
+            printf("\n        XgemmDirect ");
+            print_set(stdout, cae_tune_direct_names, best->direct, CAE_TUNE_DIRECT_N);
+        }
+        printf("\n        XGEMM_MIN_INDIRECT_SIZE=%zu (products with m*n*k below its cube run "
+               "direct)\n", best->min_indirect);
+    }
     printf("\nGFLOP/s per shape group:\n  %-26s", "");
     for (size_t g = 0; g < N_GROUPS; g++)
-        printf(" %10s", groups[g]);
+        if (count_group(t, groups[g]))
+            printf(" %10s", groups[g]);
     printf(" %10s\n", "step ms");
-    print_rates(t, "CLBlast today", today);
-    print_rates(t, "CLBlast tuned", chosen);
-    if (host)
-        print_rates(t, "host BLAS", host);
-    if (step_ms(t, chosen) > step_ms(t, today))
-        printf("note: the tuned set measured slower than CLBlast's present parameters (%.1f > %.1f "
-               "ms): too few candidates, or noise; try a larger --budget_s\n",
-               step_ms(t, chosen), step_ms(t, today));
-    json_object_set_new(report, "clblast_today", rates_json(t, today));
-    json_object_set_new(report, "clblast_tuned", rates_json(t, chosen));
-    if (host)
-        json_object_set_new(report, "host_blas", rates_json(t, host));
+    print_rates(t, "CLBlast in use", t->used);
+    json_object_set_new(report, "clblast_in_use", rates_json(t, t->used));
+    if (t->have_database) {
+        print_rates(t, "CLBlast database", t->database);
+        json_object_set_new(report, "clblast_database", rates_json(t, t->database));
+    }
+    if (found) {
+        print_rates(t, "CLBlast tuned", found);
+        json_object_set_new(report, "clblast_tuned", rates_json(t, found));
+    }
+    if (t->have_host) {
+        print_rates(t, "host BLAS", t->host);
+        json_object_set_new(report, "host_blas", rates_json(t, t->host));
+    }
 }
 
 static int search_gemm(tuner *t, cae_tune *best, json_t *report)
 {
     static size_t xc[MAX_CAND][CAE_TUNE_XGEMM_N], dc[MAX_CAND][CAE_TUNE_DIRECT_N];
-    double today[MAX_SHAPES], host[MAX_SHAPES], best_ind[MAX_SHAPES], best_dir[MAX_SHAPES],
-        chosen[MAX_SHAPES];
+    double best_ind[MAX_SHAPES], best_dir[MAX_SHAPES], chosen[MAX_SHAPES];
     double best_d;
     size_t cap = t->a.max_candidates > 0 ? (size_t)t->a.max_candidates : 1, nx, nd, tried = 0;
     size_t x_share;
-    int have_host = 0;
     json_t *cands = json_array();
 
     if (cap > MAX_CAND)
         cap = MAX_CAND;
     /* direct candidates get a third of the tries (at least one) */
     x_share = cap > 1 ? cap - cap / 3 : 1;
-    nx = xgemm_candidates(&t->ctx, xc, x_share);
-    nd = direct_candidates(&t->ctx, dc, cap > x_share ? cap - x_share : 0);
+    nx = xgemm_candidates(&t->ctx, &t->in_use, xc, x_share);
+    nd = direct_candidates(&t->ctx, &t->in_use, dc, cap > x_share ? cap - x_share : 0);
 
-    CAE_TRY(gemm_baselines(t, host, today, &have_host));
-    CAE_TRY(search_xgemm(t, xc, nx, best, best_ind, cands, &tried));
-    best_d = search_direct(t, dc, nd, best, best_dir, cands, &tried);
-    if (best_d < 0)
-        return -1;
-    if (over_budget(t, 1.0) || tried < nx + nd)
-        printf("  budget of %.0f s spent after %zu of %zu candidates\n", t->a.budget_s, tried,
-               nx + nd);
-    CAE_TRY(choose_min_indirect(t, best, best_ind, best_dir, best_d < NO_TIME, chosen));
-    /* the choice, measured as the step will run it (a threshold beyond the
-     * warm-up sizes: each shape warmed first) */
-    if (time_shapes(t, chosen, NO_TIME, best->min_indirect > WARM_MAX) < 0)
-        return -1;
+    printf("\ncandidates:\n");
     json_object_set_new(report, "candidates", cands);
-    report_gemm(t, best, today, chosen, have_host ? host : NULL, report);
+    CAE_TRY(search_xgemm(t, xc, nx, best, best_ind, cands, &tried));
+    if (best->have_xgemm) {
+        best_d = search_direct(t, dc, nd, best, best_dir, cands, &tried);
+        if (best_d < 0)
+            return -1;
+        CAE_TRY(choose_min_indirect(t, best, best_ind, best_dir, best_d < NO_TIME, chosen));
+        /* the choice, measured as the references were */
+        if (time_shapes(t, chosen, NO_TIME, 1) < 0)
+            return -1;
+    }
+    if (over_budget(t, 1.0) || tried < nx + nd)
+        printf("  budget of %g s spent after %zu of %zu candidates\n", t->a.budget_s, tried,
+               nx + nd);
+    report_gemm(t, best, best->have_xgemm ? chosen : NULL, report);
+    choose_written(t, best, best->have_xgemm ? chosen : NULL, report);
     return 0;
 }
 
@@ -612,19 +724,32 @@ static int search_kernels(tuner *t, cae_tune *best, json_t *report)
 
 /* ------------------------------------------------------------ main */
 
+/* The context, on the host back end where the device runs native kernels
+ * (so that CLBlast keeps its database parameters until gemm_references has
+ * timed them), the step's shapes (the tokenizer's too when its weights are
+ * given) and buffers for the largest. */
 static int setup(tuner *t)
 {
     size_t need = 2 * WARM_MAX * WARM_MAX; /* the warm-up products */
     cae_ctx_options opt = {.gemm = CAE_GEMM_CLBLAST};
     cae_tune none;
+    cae_ctx probe;
     memset(&none, 0, sizeof none);
+    memset(&probe, 0, sizeof probe);
     opt.tune = &none; /* measure from the defaults, whatever file exists */
+    CAE_TRY(cae_device_open(&probe, 0));
+    if (probe.native_kernels)
+        opt.gemm = CAE_GEMM_HOST;
+    CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     t->n_shapes = cae_gemm_shapes(&t->a.model, (size_t)t->a.batch_size, t->shapes, MAX_SHAPES);
+    if (t->a.discrete_vae_weight_path)
+        CAE_TRY(cae_gemm_shapes_tokenizer(t->a.discrete_vae_weight_path, (size_t)t->a.batch_size,
+                                          t->a.second_input_size, t->ctx.max_alloc, t->shapes,
+                                          MAX_SHAPES, &t->n_shapes));
     if (t->n_shapes > MAX_SHAPES) {
         cae_errorf("this configuration has %zu GEMM shapes, more than %d", t->n_shapes, MAX_SHAPES);
         return -1;
     }
-    CAE_TRY(cae_ctx_init(&t->ctx, &opt));
     for (size_t i = 0; i < t->n_shapes; i++) {
         const cae_gemm_shape *s = &t->shapes[i];
         size_t sizes[3] = {s->m * s->k, s->k * s->n, s->m * s->n};
@@ -648,7 +773,8 @@ static int tune(tuner *t)
     int rc = -1;
 
     memset(&best, 0, sizeof best);
-    CAE_TRY(cae_args_choose_target(&t->a, 1)); /* the model step's shapes, no tokenizer */
+    /* the tokenizer's shapes count when its weights are given */
+    CAE_TRY(cae_args_choose_target(&t->a, t->a.discrete_vae_weight_path == NULL));
     CAE_TRY(cae_config_finish(&t->a.model));
     CAE_TRY(setup(t));
     CAE_TRY(cae_tune_device_query(t->ctx.device, t->ctx.platform, &dev));
@@ -659,9 +785,15 @@ static int tune(tuner *t)
     cae_config_describe(&t->a.model, desc, sizeof desc);
     printf("device: %s (%s, driver %s)\nconfiguration: %s, batch %d\n", dev.device, dev.platform,
            dev.driver, desc, t->a.batch_size);
+    if (t->a.discrete_vae_weight_path)
+        printf("tokenizer: DALL-E %s at %dx%d, %zu GEMM shapes per step\n",
+               t->a.discrete_vae_weight_path, t->a.second_input_size, t->a.second_input_size,
+               count_group(t, "tokenizer"));
     t->t0 = cae_now_ms();
     t->budget_ms = t->a.budget_s * 1e3;
-    if (search_kernels(t, &best, report) != 0 || search_gemm(t, &best, report) != 0)
+    /* the references first: the kernels' contexts apply the CPU defaults */
+    if (gemm_references(t, &dev, path) != 0 || search_kernels(t, &best, report) != 0 ||
+        search_gemm(t, &best, report) != 0)
         goto out;
     json_object_set_new(report, "configuration", json_string(desc));
     json_object_set_new(report, "batch_size", json_integer(t->a.batch_size));
