@@ -390,15 +390,34 @@ static int get_kernels(cae_dalle *d)
     return 0;
 }
 
-static int check_size(const char *path, size_t batch, int image_size)
+/* The file at path (its header alone with header_only) into *f and a new
+ * tokenizer for batch images of image_size, its n_hid and vocabulary read
+ * and every convolution planned; NULL reported, with f freed. */
+static cae_dalle *open_plan(cae_st_file *f, const char *path, size_t batch, int image_size,
+                            int header_only)
 {
+    cae_dalle *d;
     if (batch == 0 || batch > (1u << 20) || image_size < 8 || image_size % 8 != 0 ||
         image_size > (1 << 14)) {
         cae_errorf("%s: DALL-E tokenizer needs a batch of at least 1 and an image size that is a "
                    "positive multiple of 8 (got batch %zu, size %d)", path, batch, image_size);
-        return -1;
+        return NULL;
     }
-    return 0;
+    if ((header_only ? cae_st_read_header(f, path) : cae_st_read(f, path)) != 0)
+        return NULL;
+    d = calloc(1, sizeof *d);
+    if (d == NULL)
+        cae_errorf("%s: out of host memory", path);
+    if (d == NULL || read_sizes(d, f) != 0) {
+        free(d);
+        cae_st_free(f);
+        return NULL;
+    }
+    d->batch = batch;
+    d->image_size = image_size;
+    d->grid = image_size / 8;
+    plan_layers(d);
+    return d;
 }
 
 int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch, int image_size)
@@ -408,21 +427,10 @@ int cae_dalle_load(cae_dalle **out, cae_ctx *ctx, const char *path, size_t batch
     int rc = 0;
 
     *out = NULL;
-    CAE_TRY(check_size(path, batch, image_size));
-    if (cae_st_read(&f, path) != 0)
+    d = open_plan(&f, path, batch, image_size, 0);
+    if (d == NULL)
         return -1;
-    d = calloc(1, sizeof *d);
-    if (d == NULL) {
-        cae_errorf("%s: out of host memory", path);
-        cae_st_free(&f);
-        return -1;
-    }
     d->ctx = ctx;
-    d->batch = batch;
-    d->image_size = image_size;
-    d->grid = image_size / 8;
-    CAE_TRY_GOTO(read_sizes(d, &f), done);
-    plan_layers(d);
     CAE_TRY_GOTO(load_weights(d, &f), done);
     CAE_TRY_GOTO(plan_memory(d), done);
     CAE_TRY_GOTO(get_kernels(d), done);
@@ -484,22 +492,12 @@ int cae_dalle_gemms(const char *path, size_t batch, int image_size, cl_ulong max
                     cae_dalle_gemm_fn fn, void *user)
 {
     cae_st_file f;
-    cae_dalle *d;
+    cae_dalle *d = open_plan(&f, path, batch, image_size, 1);
     size_t side = (size_t)image_size;
     int rc = 0;
 
-    CAE_TRY(check_size(path, batch, image_size));
-    CAE_TRY(cae_st_read_header(&f, path));
-    d = calloc(1, sizeof *d);
-    if (d == NULL) {
-        cae_errorf("%s: out of host memory", path);
-        cae_st_free(&f);
+    if (d == NULL)
         return -1;
-    }
-    d->batch = batch;
-    d->image_size = image_size;
-    CAE_TRY_GOTO(read_sizes(d, &f), done);
-    plan_layers(d);
     CAE_TRY_GOTO(plan_col(d, max_alloc), done);
     kxk_gemms(d, &d->input, side * side, fn, user);
     for (int g = 0; g < N_GROUPS; g++) {
