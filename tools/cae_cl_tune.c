@@ -351,7 +351,7 @@ static int time_reference(tuner *t, double *ms, const char *what)
 {
     double v = time_shapes(t, ms, NO_TIME, 1);
     if (v < 0) {
-        cae_errorf("CLBlast fails on %s with %s", t->ctx.device_name, what);
+        cae_errorf("the GEMMs fail on %s with %s", t->ctx.device_name, what);
         return -1;
     }
     printf("  %-44s %10.1f ms\n", what, v);

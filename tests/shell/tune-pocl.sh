@@ -63,7 +63,8 @@ CAE_CL_TUNE_FILE="$work/tok.json" ./cae-cl-tune $args --budget_s 0.001 --max_can
     --discrete_vae_weight_path "$top/tests/fixtures/dalle-small/weights.safetensors" \
     --second_input_size 16 >"$work/tune3.out" 2>&1 ||
     { cat "$work/tune3.out"; fail "cae-cl-tune with the tokenizer exited non-zero"; }
-for line in "^tokenizer: DALL-E .* at 16x16, [1-9][0-9]* GEMM shapes per step$" " tokenizer .* step ms$"; do
+for line in "^tokenizer: DALL-E .* at 16x16, [1-9][0-9]* GEMM shapes per step$" \
+    " tokenizer .* step ms$"; do
     grep -q "$line" "$work/tune3.out" ||
         { cat "$work/tune3.out"; fail "the tokenizer's GEMM shapes are not in the score"; }
 done
