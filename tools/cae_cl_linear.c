@@ -263,7 +263,7 @@ int main(int argc, char **argv)
     static const cae_probe_program prog = {
         "cae-cl-linear",
         "linear probing of a CAE encoder (official tools/run_linear.py flags)",
-        "linear", run_linear, head_free};
+        "linear", "standard", run_linear, head_free};
     static cae_probe p;
     static linear_head h;
     return cae_probe_main(argc, argv, &prog, &p, &h);
