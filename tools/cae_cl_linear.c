@@ -17,7 +17,8 @@
  * epoch. Without it every step augments its images (RandomResizedCrop +
  * flip) and runs the encoder.
  *
- * Every epoch writes <output_dir>/checkpoint-linear.safetensors (the head
+ * Every epoch (with --save_freq N, as run_linear.py: the epochs divisible by
+ * N and the last) writes <output_dir>/checkpoint-linear.safetensors (the head
  * under run_linear.py's keys head.0.running_{mean,var}, head.1.{weight,bias});
  * --eval --resume FILE evaluates such a head without training.
  */
