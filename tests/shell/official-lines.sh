@@ -7,6 +7,7 @@
 # tiny model and one epoch are appended at the end (later flags win). Each
 # must run to its last epoch. Then official flags at values cae-cl does not
 # implement must be refused with one line naming the flag.
+# shellcheck disable=SC2086 # the official lines leave their paths unquoted
 set -eu
 . "${CAE_TOP_SRCDIR:-.}/tests/common/lib.sh"
 cae_workdir official-lines
@@ -19,17 +20,20 @@ tiny="--input_size 32 --patch_size 8 --embed_dim 32 --depth 2 --num_heads 2
       --decoder_embed_dim 32 --decoder_num_heads 2 --num_mask_patches 8
       --batch_size 32 --epochs 1 --warmup_epochs 0"
 
-# each run must reach its summary line and write its head and metrics
-ran() {
-    cat "$work/$1.txt"
-    grep -q '^Max accuracy' "$work/$1.txt" || { echo "$1: no summary line"; exit 1; }
-    test "$(grep -c test_acc1 "$work/$1/metrics.jsonl")" -eq 1
+# official NAME PROGRAM FLAGS...: runs PROGRAM FLAGS $tiny, which must reach
+# its summary line, log its one epoch and write a checkpoint in $work/NAME
+official() {
+    name=$1 prog=$2
+    shift 2
+    "$top/$prog" "$@" $tiny > "$work/$name.txt" 2>&1 || { cat "$work/$name.txt"; exit 1; }
+    cat "$work/$name.txt"
+    grep -q '^Max accuracy' "$work/$name.txt" || { echo "$name: no summary line"; exit 1; }
+    test "$(grep -c test_acc1 "$work/$name/metrics.jsonl")" -eq 1
+    ls "$work/$name"/checkpoint-*.safetensors
 }
 
-# ============================ linear probing ============================
-OUTPUT_DIR=$work/linear
-# shellcheck disable=SC2086 # $tiny: one flag per word
-"$top/cae-cl-linear" \
+OUTPUT_DIR=$work/linear # scripts/cae_base_800e.sh: linear probing
+official linear cae-cl-linear \
     --model cae_base_patch16_224 --data_path $DATA_PATH \
     --finetune $MODEL_PATH \
     --nb_classes 1000 \
@@ -46,15 +50,10 @@ OUTPUT_DIR=$work/linear
     --save_freq 50 \
     --disable_rel_pos_bias \
     --linear_type standard \
-    --exp_name $my_name \
-    $tiny > "$work/linear.txt" 2>&1 || { cat "$work/linear.txt"; exit 1; }
-ran linear
-test -s "$work/linear/checkpoint-linear.safetensors"
+    --exp_name $my_name
 
-# ============================ attentive probing ============================
-OUTPUT_DIR=$work/attentive
-# shellcheck disable=SC2086
-"$top/cae-cl-attentive" \
+OUTPUT_DIR=$work/attentive # scripts/cae_base_800e.sh: attentive probing
+official attentive cae-cl-attentive \
     --model cae_base_patch16_224 --data_path $DATA_PATH \
     --finetune $MODEL_PATH \
     --nb_classes 1000 --data_set IMNET --imagenet_default_mean_and_std \
@@ -69,15 +68,10 @@ OUTPUT_DIR=$work/attentive
     --no_auto_resume \
     --save_ckpt_freq 50 \
     --linear_type attentive \
-    --exp_name $my_name \
-    $tiny > "$work/attentive.txt" 2>&1 || { cat "$work/attentive.txt"; exit 1; }
-ran attentive
-test -s "$work/attentive/checkpoint-attentive.safetensors"
+    --exp_name $my_name
 
-# ============================ fine-tuning ============================
-OUTPUT_DIR=$work/finetune
-# shellcheck disable=SC2086
-"$top/cae-cl-finetune" \
+OUTPUT_DIR=$work/finetune # scripts/cae_base_finetune.sh
+official finetune cae-cl-finetune \
     --model cae_base_patch16_224  --data_path $DATA_PATH \
     --finetune $MODEL_PATH \
     --nb_classes 1000 --data_set IMNET \
@@ -90,9 +84,7 @@ OUTPUT_DIR=$work/finetune
     --dist_eval \
     --no_auto_resume \
     --exp_name $my_name \
-    --imagenet_default_mean_and_std \
-    $tiny > "$work/finetune.txt" 2>&1 || { cat "$work/finetune.txt"; exit 1; }
-ran finetune
+    --imagenet_default_mean_and_std
 
 # the launcher's flags are accepted and say so in --help
 "$top/cae-cl-linear" --device cuda --dist_url env:// --local_rank 0 --world_size 8 --pin_mem \
