@@ -233,7 +233,7 @@ int main(int argc, char **argv)
     static const cae_probe_program prog = {
         "cae-cl-attentive",
         "attentive probing of a CAE encoder (official tools/run_attentive.py flags)",
-        "attentive", run_attentive, head_free};
+        "attentive", "attentive", run_attentive, head_free};
     static cae_probe p;
     static attentive_head h;
     return cae_probe_main(argc, argv, &prog, &p, &h);

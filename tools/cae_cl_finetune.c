@@ -562,7 +562,7 @@ static void teardown(finetuner *t)
 static int run_main(finetuner *t, int argc, char **argv)
 {
     int rc;
-    if (cae_args_parse(&t->a, argc, argv) != 0)
+    if (cae_args_parse(&t->a, argc, argv) != 0 || cae_args_check_probe(&t->a, NULL) != 0)
         return 2;
     if (t->a.help) {
         cae_args_usage(stdout, "cae-cl-finetune",

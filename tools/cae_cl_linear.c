@@ -17,7 +17,8 @@
  * epoch. Without it every step augments its images (RandomResizedCrop +
  * flip) and runs the encoder.
  *
- * Every epoch writes <output_dir>/checkpoint-linear.safetensors (the head
+ * Every epoch (with --save_freq N, as run_linear.py: the epochs divisible by
+ * N and the last) writes <output_dir>/checkpoint-linear.safetensors (the head
  * under run_linear.py's keys head.0.running_{mean,var}, head.1.{weight,bias});
  * --eval --resume FILE evaluates such a head without training.
  */
@@ -263,7 +264,7 @@ int main(int argc, char **argv)
     static const cae_probe_program prog = {
         "cae-cl-linear",
         "linear probing of a CAE encoder (official tools/run_linear.py flags)",
-        "linear", run_linear, head_free};
+        "linear", "standard", run_linear, head_free};
     static cae_probe p;
     static linear_head h;
     return cae_probe_main(argc, argv, &prog, &p, &h);

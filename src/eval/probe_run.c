@@ -287,7 +287,8 @@ int cae_probe_run(cae_probe *p, const cae_probe_head *h, void *head)
                               &(cae_cls_epoch_log){(uint64_t)epoch, step, lr, loss, ev.loss,
                                                    ev.acc1, ev.acc5, (cae_now_ms() - t0) / 1e3,
                                                    h->n_parameters}) != 0 ||
-            h->save(head, path, &st) != 0)
+            ((epoch % a->save_freq == 0 || epoch + 1 == a->epochs) &&
+             h->save(head, path, &st) != 0))
             goto out;
     }
     if (!r0) {

@@ -68,7 +68,8 @@ int cae_probe_main(int argc, char **argv, const cae_probe_program *prog, cae_pro
     if (dist.world > 1)
         cae_error_set_rank(dist.rank);
     cae_probe_ranks_init(&p->ranks, &dist);
-    if (cae_args_parse(&p->a, argc, argv) != 0) {
+    if (cae_args_parse(&p->a, argc, argv) != 0 ||
+        cae_args_check_probe(&p->a, prog->linear_type) != 0) {
         rc = 2;
     } else if (p->a.help || p->a.list_devices) {
         if (p->a.help && dist.rank == 0)

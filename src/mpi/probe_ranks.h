@@ -16,6 +16,7 @@ typedef struct {
     const char *name;  /* "cae-cl-linear", for --help */
     const char *about; /* --help's first line (the common ones follow) */
     const char *head;  /* its checkpoint is checkpoint-<head>.safetensors */
+    const char *linear_type; /* the official --linear_type it implements */
     /* Trains or evaluates (--eval) over p, whose flags are parsed and whose
      * ranks are set; 0, or 1 after the cause was reported. */
     int (*run)(cae_probe *p, void *head_state, int argc, char **argv);

@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* F_ONLY: an official flag cae-cl accepts only at the value it implements
+ * (the only[] table); F_REFUSE_*: an official flag whose effect cae-cl
+ * lacks, refused with its help text as the reason. */
 typedef enum { F_INT, F_LONG, F_DOUBLE, F_STRING, F_TRUE, F_FALSE, F_GEMM, F_IGNORE_VALUE,
-               F_IGNORE_LIST, F_IGNORE_SWITCH } flag_kind;
+               F_IGNORE_LIST, F_IGNORE_SWITCH, F_ONLY, F_REFUSE_SWITCH, F_REFUSE_VALUE } flag_kind;
 
 typedef struct {
     const char *name;
@@ -87,13 +90,13 @@ static const flag_spec flags[] = {
     {"start_epoch", F_INT, A(start_epoch), "first epoch"},
     /* accepted for compatibility with official command lines */
     {"sincos_pos_emb", F_IGNORE_SWITCH, 0, "(always on)"},
-    {"device", F_IGNORE_VALUE, 0, "(use CAE_CL_PLATFORM / CAE_CL_DEVICE)"},
-    {"pin_mem", F_IGNORE_SWITCH, 0, "(no effect)"},
-    {"no_pin_mem", F_IGNORE_SWITCH, 0, "(no effect)"},
-    {"world_size", F_IGNORE_VALUE, 0, "(set by mpirun)"},
-    {"local_rank", F_IGNORE_VALUE, 0, "(set by mpirun)"},
-    {"dist_on_itp", F_IGNORE_SWITCH, 0, "(no effect)"},
-    {"dist_url", F_IGNORE_VALUE, 0, "(no effect)"},
+    {"device", F_IGNORE_VALUE, 0, "(no effect: use CAE_CL_PLATFORM / CAE_CL_DEVICE)"},
+    {"pin_mem", F_IGNORE_SWITCH, 0, "(no effect under mpirun)"},
+    {"no_pin_mem", F_IGNORE_SWITCH, 0, "(no effect under mpirun)"},
+    {"world_size", F_IGNORE_VALUE, 0, "(no effect: mpirun sets the ranks)"},
+    {"local_rank", F_IGNORE_VALUE, 0, "(no effect: mpirun sets the ranks)"},
+    {"dist_on_itp", F_IGNORE_SWITCH, 0, "(no effect under mpirun)"},
+    {"dist_url", F_IGNORE_VALUE, 0, "(no effect under mpirun)"},
     {"enable_multi_print", F_IGNORE_SWITCH, 0, "(no effect)"},
     {"model_type", F_IGNORE_VALUE, 0, "(CAE only)"},
     {"target_mode", F_IGNORE_VALUE, 0, "(no effect)"},
@@ -140,6 +143,38 @@ static const flag_spec flags[] = {
     {"init_scale", F_DOUBLE, A(init_scale), "cae-cl-finetune: head initialization scale (0.001)"},
     {"sin_pos_emb", F_IGNORE_SWITCH, 0, "(always on)"},
     {"use_abs_pos_emb", F_IGNORE_SWITCH, 0, "(no effect: fixed sin-cos positions)"},
+    /* the probes' and fine-tuning's other official flags */
+    {"enable_linear_eval", F_TRUE, A(enable_linear_eval),
+     "cae-cl-linear/attentive: frozen encoder (what they do; refused by cae-cl-finetune)"},
+    {"linear_type", F_STRING, A(linear_type),
+     "standard with cae-cl-linear, attentive with cae-cl-attentive (no other value)"},
+    {"save_freq", F_INT, A(save_freq),
+     "cae-cl-linear: write the head at epochs divisible by N and the last (1)"},
+    {"data_set", F_ONLY, 0,
+     "IMNET only (--data_path/train and --data_path/val; CIFAR, IMNET100 and image_folder are not supported yet)"},
+    {"update_freq", F_ONLY, 0, "1 only (gradient accumulation is not supported yet)"},
+    {"accum_iter", F_ONLY, 0, "1 only (gradient accumulation is not supported yet)"},
+    {"drop", F_ONLY, 0, "0 only (dropout is not supported yet)"},
+    {"attn_drop_rate", F_ONLY, 0, "0 only (attention dropout is not supported yet)"},
+    {"crop_pct", F_ONLY, 0, "0.875 only (the evaluation crop; another is not supported yet)"},
+    {"remode", F_ONLY, 0, "pixel only (random erasing fills with per-pixel noise)"},
+    {"recount", F_ONLY, 0, "1 only (one erased box per image)"},
+    {"model_key", F_ONLY, 0, "model|module|state_dict only (cae-cl reads its own checkpoints)"},
+    {"model_prefix", F_ONLY, 0, "'' only (cae-cl reads its own checkpoints)"},
+    {"save_ckpt", F_IGNORE_SWITCH, 0, "(the default: checkpoints are written)"},
+    {"model_ema_decay", F_IGNORE_VALUE, 0, "(no effect: --model_ema is not supported)"},
+    {"model_ema_force_cpu", F_IGNORE_SWITCH, 0, "(no effect: --model_ema is not supported)"},
+    {"enable_deepspeed", F_REFUSE_SWITCH, 0, "refused: cae-cl has no DeepSpeed (it runs under mpirun)"},
+    {"model_ema", F_REFUSE_SWITCH, 0, "refused: a weight EMA is not supported yet"},
+    {"resplit", F_REFUSE_SWITCH, 0, "refused: random erasing across augmentation splits is not supported yet"},
+    {"disable_sin_pos_emb", F_REFUSE_SWITCH, 0, "refused: cae-cl always uses fixed sin-cos positions"},
+    {"disable_eval_during_finetuning", F_REFUSE_SWITCH, 0,
+     "refused: not supported yet (cae-cl evaluates every epoch)"},
+    {"disable_weight_decay_on_rel_pos_bias", F_REFUSE_SWITCH, 0,
+     "refused: cae-cl has no relative position bias"},
+    {"no_save_ckpt", F_REFUSE_SWITCH, 0, "refused: not supported yet (checkpoints are always written)"},
+    {"eval_data_path", F_REFUSE_VALUE, 0,
+     "refused: not supported yet (the val split is --data_path/val, as --data_set IMNET)"},
     {"list-devices", F_TRUE, A(list_devices), "print the OpenCL devices and exit"},
     {"help", F_TRUE, A(help), "this text"},
 };
@@ -189,6 +224,7 @@ static void defaults(cae_args *a)
     a->aa = "rand-m9-mstd0.5-inc1";
     a->reprob = 0.25;
     a->init_scale = 0.001;
+    a->save_freq = 1;
 }
 
 /* Without --data_path the run trains on Fashion-MNIST (28x28 gray): a small
@@ -251,7 +287,38 @@ static const flag_spec *find(const char *name, size_t len)
 static int takes_value(flag_kind k)
 {
     return k == F_INT || k == F_LONG || k == F_DOUBLE || k == F_STRING || k == F_GEMM ||
-           k == F_IGNORE_VALUE;
+           k == F_IGNORE_VALUE || k == F_ONLY || k == F_REFUSE_VALUE;
+}
+
+/* The one value each F_ONLY flag takes: what cae-cl does (compared as a
+ * number where numeric, so 0.0 is 0). */
+static const struct {
+    const char *name, *value;
+    int numeric;
+} only[] = {
+    {"data_set", "IMNET", 0},   {"update_freq", "1", 1},  {"accum_iter", "1", 1},
+    {"drop", "0", 1},           {"attn_drop_rate", "0", 1}, {"crop_pct", "0.875", 1},
+    {"remode", "pixel", 0},     {"recount", "1", 1},
+    {"model_key", "model|module|state_dict", 0}, {"model_prefix", "", 0},
+};
+
+/* v against f's one value; -1 after one line naming the flag */
+static int check_only(const flag_spec *f, const char *v)
+{
+    for (size_t i = 0; i < sizeof only / sizeof only[0]; i++) {
+        char *end;
+        double x;
+        if (strcmp(only[i].name, f->name) != 0)
+            continue;
+        if (!only[i].numeric && strcmp(v, only[i].value) == 0)
+            return 0;
+        x = strtod(v, &end);
+        if (only[i].numeric && *v != '\0' && *end == '\0' && x == strtod(only[i].value, NULL))
+            return 0;
+        break;
+    }
+    cae_errorf("--%s %s: %s", f->name, v, f->help);
+    return -1;
 }
 
 /* Where a given value must lie, checked where it is parsed so that a bad
@@ -273,7 +340,7 @@ static const struct {
     {"num_workers", R_NONNEG}, {"layer_scale_init_value", R_NONNEG},
     {"decoder_layer_scale_init_value", R_NONNEG}, {"align_loss_weight", R_NONNEG},
     {"color_jitter", R_NONNEG}, {"mixup", R_NONNEG}, {"cutmix", R_NONNEG},
-    {"init_scale", R_NONNEG},
+    {"init_scale", R_NONNEG}, {"save_freq", R_POS},
     {"drop_path", R_UNIT}, {"ratio_mask_patches", R_UNIT}, {"crop_min_size", R_UNIT},
     {"crop_max_size", R_UNIT}, {"momentum", R_UNIT}, {"layer_decay", R_UNIT},
     {"smoothing", R_UNIT}, {"mixup_prob", R_UNIT}, {"mixup_switch_prob", R_UNIT},
@@ -346,6 +413,12 @@ static int set_value(cae_args *a, const flag_spec *f, const char *v)
             return -1;
         }
         return 0;
+    case F_ONLY:
+        return check_only(f, v);
+    case F_REFUSE_SWITCH:
+    case F_REFUSE_VALUE:
+        cae_errorf("--%s: %s", f->name, f->help);
+        return -1;
     default:
         return 0;
     }
@@ -457,7 +530,36 @@ int cae_args_parse(cae_args *a, int argc, char **argv)
     CAE_TRY(scan(a, argc, argv, 1));
     if (a->model_given)
         CAE_TRY(cae_config_preset(&a->model, a->model_name));
-    return scan(a, argc, argv, 0);
+    CAE_TRY(scan(a, argc, argv, 0));
+    if (a->builtin_data && cae_args_given(argc, argv, "data_set")) {
+        cae_errorf("--data_set IMNET needs --data_path (without it cae-cl uses Fashion-MNIST)");
+        return -1;
+    }
+    return 0;
+}
+
+int cae_args_check_probe(const cae_args *a, const char *probe)
+{
+    const char *program = !probe ? "cae-cl-finetune"
+                          : strcmp(probe, "standard") == 0 ? "cae-cl-linear"
+                                                           : "cae-cl-attentive";
+    if (!probe && a->enable_linear_eval) {
+        cae_errorf("--enable_linear_eval: cae-cl-finetune trains the whole encoder (a frozen one: "
+                   "cae-cl-linear or cae-cl-attentive)");
+        return -1;
+    }
+    if (a->linear_type && (!probe || strcmp(a->linear_type, probe) != 0)) {
+        cae_errorf("--linear_type %s: %s %s%s (standard: cae-cl-linear, attentive: "
+                   "cae-cl-attentive)", a->linear_type, program,
+                   probe ? "takes only " : "has no --linear_type", probe ? probe : "");
+        return -1;
+    }
+    if (a->save_freq != 1 && (!probe || strcmp(probe, "standard") != 0)) {
+        cae_errorf("--save_freq %d: a cae-cl-linear flag; %s writes its checkpoint every epoch",
+                   a->save_freq, program);
+        return -1;
+    }
+    return 0;
 }
 
 int cae_args_choose_target(cae_args *a, int random_labels)

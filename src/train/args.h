@@ -41,6 +41,8 @@ typedef struct {
     const char *finetune;
     double blr;
     int use_cls, use_mean_pooling, cache_features, eval, nb_classes, dist_eval;
+    int enable_linear_eval, save_freq; /* save_freq: cae-cl-linear's checkpoint epochs */
+    const char *linear_type;           /* NULL: not given */
     /* cae-cl-finetune (run_class_finetuning.py) */
     double layer_decay, smoothing, mixup, cutmix, mixup_prob, mixup_switch_prob, reprob;
     double init_scale;
@@ -71,6 +73,13 @@ size_t cae_args_digests(const cae_args *a, uint64_t *digest, const char **name, 
  * (cae-cl-bench --synthetic), so dall-e is the default and needs no weights.
  * -1 with one line naming the flag on a bad combination. */
 int cae_args_choose_target(cae_args *a, int random_labels);
+
+/* The flags whose one accepted value depends on the program: probe is
+ * its --linear_type ("standard": cae-cl-linear, "attentive":
+ * cae-cl-attentive), NULL for cae-cl-finetune (no frozen encoder, no
+ * --linear_type). --save_freq other than 1 is cae-cl-linear's only.
+ * Returns 0, or -1 after one line naming the flag. */
+int cae_args_check_probe(const cae_args *a, const char *probe);
 
 /* The flag reference for --help. */
 void cae_args_usage(FILE *out, const char *program, const char *extra);
