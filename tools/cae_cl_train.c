@@ -114,6 +114,10 @@ static int check_ranks_agree(trainer *t)
         cae_errorf("--%s differs from rank 0's", name[item]);
     else if (t->dist.rank == rank)
         cae_errorf("the data set differs from rank 0's: %s", cae_dataset_describe(t->ds));
+    /* no rank exits before that line is out: an early exit lets mpirun end
+     * the job while the line is still on its way */
+    double line_out = 0;
+    (void)cae_dist_sum(&t->dist, &line_out, 1);
     return STOP_TOGETHER;
 }
 
