@@ -1,5 +1,6 @@
 /* kernel_cache.c: on-disk OpenCL program binaries (see kernel_cache.h). */
 #include "runtime/kernel_cache.h"
+#include "runtime/digest.h"
 #include "runtime/files.h"
 
 #include <errno.h>
@@ -23,14 +24,9 @@ typedef struct {
 
 static void hash_bytes(hash128 *h, const void *data, size_t n)
 {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h->a = (h->a ^ p[i]) * 0x100000001b3ULL;
-        h->b = (h->b ^ p[i]) * 0x100000001b3ULL;
-    }
     /* a separator so "ab"+"c" and "a"+"bc" differ */
-    h->a = (h->a ^ 0xff) * 0x100000001b3ULL;
-    h->b = (h->b ^ 0xfe) * 0x100000001b3ULL;
+    h->a = cae_digest(cae_digest(h->a, data, n), "\xff", 1);
+    h->b = cae_digest(cae_digest(h->b, data, n), "\xfe", 1);
 }
 
 static void hash_string(hash128 *h, const char *s)
@@ -103,7 +99,7 @@ static void hash_device(hash128 *h, cl_device_id device, cl_platform_id platform
 
 void cae_device_key(cl_device_id device, cl_platform_id platform, char out[33])
 {
-    hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    hash128 h = {CAE_DIGEST_INIT, 0x84222325cbf29ce4ULL};
     hash_device(&h, device, platform);
     snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }
@@ -114,7 +110,7 @@ void cae_kernel_cache_open(cae_kernel_cache *kc, cl_device_id device,
 {
     const char *off = getenv("CAE_CL_NO_CACHE");
     char folder[3800];
-    hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    hash128 h = {CAE_DIGEST_INIT, 0x84222325cbf29ce4ULL};
 
     kc->path[0] = '\0';
     if (off && *off && strcmp(off, "0") != 0)
@@ -153,7 +149,7 @@ static uint64_t get_le64(const unsigned char *p)
 
 static void entry_header(unsigned char *out, const unsigned char *bin, size_t size)
 {
-    hash128 h = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL};
+    hash128 h = {CAE_DIGEST_INIT, 0x84222325cbf29ce4ULL};
     hash_bytes(&h, bin, size);
     memcpy(out, entry_magic, 8);
     put_le64(out + 8, (uint64_t)size);
