@@ -266,10 +266,7 @@ static int gemm_references(tuner *t, const cae_tune_device *dev, const char *pat
         t->have_host = 1;
     }
     if (t->ctx.native_kernels || !cpu) {
-        t->ctx.cpu_defaults = 0;
-        rc = cae_gemm_init(&t->ctx, CAE_GEMM_CLBLAST);
-        t->ctx.cpu_defaults = cpu;
-        CAE_TRY(rc);
+        CAE_TRY(cae_gemm_init_database(&t->ctx));
         CAE_TRY(time_reference(t, t->database, "CLBlast's database (no override)"));
         t->have_database = 1;
     } else {

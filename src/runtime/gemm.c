@@ -395,7 +395,9 @@ cae_gemm_choice cae_gemm_resolve(const cae_ctx *ctx, cae_gemm_choice choice)
     return (ctx->cpu_defaults && ctx->native_kernels) ? CAE_GEMM_HOST : CAE_GEMM_CLBLAST;
 }
 
-int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
+/* The back end choice, its parameters applied when tuned is set (the tuning
+ * file's or the defaults, tune_clblast), else CLBlast's own. */
+static int init_backend(cae_ctx *ctx, cae_gemm_choice choice, int tuned)
 {
     choice = cae_gemm_resolve(ctx, choice);
     if (choice == CAE_GEMM_HOST && !ctx->native_kernels) {
@@ -413,9 +415,19 @@ int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
         if (host_threads_limit > 0 && host_threads > host_threads_limit)
             host_threads = host_threads_limit;
     }
-    if (choice == CAE_GEMM_CLBLAST)
+    if (choice == CAE_GEMM_CLBLAST && tuned)
         tune_clblast(ctx);
     return 0;
+}
+
+int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice)
+{
+    return init_backend(ctx, choice, 1);
+}
+
+int cae_gemm_init_database(cae_ctx *ctx)
+{
+    return init_backend(ctx, CAE_GEMM_CLBLAST, 0);
 }
 
 void cae_gemm_limit_host_threads(int n)

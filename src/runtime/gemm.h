@@ -50,6 +50,10 @@ cae_gemm_choice cae_gemm_resolve(const cae_ctx *ctx, cae_gemm_choice choice);
 /* Resolve CAE_GEMM_AUTO for this device and prepare the chosen back end
  * (again on a prepared context: switch to it). */
 int cae_gemm_init(cae_ctx *ctx, cae_gemm_choice choice);
+/* CLBlast with its own database's parameters: nothing overridden, neither
+ * the tuning file's sets nor the CPU defaults (cae-cl-tune's reference;
+ * CLBlast cannot undo an override, so only before any on this device). */
+int cae_gemm_init_database(cae_ctx *ctx);
 void cae_gemm_free(cae_ctx *ctx);
 /* The back end that runs: CAE_GEMM_CLBLAST or CAE_GEMM_HOST (CAE_GEMM_AUTO
  * before cae_gemm_init). */
