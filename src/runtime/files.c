@@ -1,4 +1,5 @@
-/* files.c: opening regular files for reading (see files.h). */
+/* files.c: opening regular files for reading, and replacing files whole
+ * (see files.h). */
 #include "runtime/files.h"
 
 #include <errno.h>
@@ -52,4 +53,40 @@ FILE *cae_fopen_regular(const char *path, struct stat *st, char *why, size_t why
         errno = e;
     }
     return f;
+}
+
+FILE *cae_replace_open(const char *path, const char *mode, char *tmp, size_t tmp_size)
+{
+    int n = snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= tmp_size) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    return fopen(tmp, mode);
+}
+
+int cae_replace_commit(FILE *f, const char *tmp, const char *path)
+{
+    int e;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        e = errno;
+        cae_replace_abort(f, tmp);
+        errno = e;
+        return -1;
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void cae_replace_abort(FILE *f, const char *tmp)
+{
+    int e = errno;
+    fclose(f);
+    unlink(tmp);
+    errno = e;
 }

@@ -21,4 +21,13 @@ int cae_open_regular(const char *path, struct stat *st, char *why, size_t why_si
 /* The same as a stdio stream, read in binary mode; NULL on failure. */
 FILE *cae_fopen_regular(const char *path, struct stat *st, char *why, size_t why_size);
 
+/* Writing a file whole or not at all. cae_replace_open opens PATH.tmp.<pid>
+ * (its name written into tmp) for writing in mode ("w" or "wb");
+ * cae_replace_commit flushes, syncs and closes it and renames it over path;
+ * cae_replace_abort closes and removes it. On failure open returns NULL and
+ * commit -1, the temporary file removed and errno saying why. */
+FILE *cae_replace_open(const char *path, const char *mode, char *tmp, size_t tmp_size);
+int cae_replace_commit(FILE *f, const char *tmp, const char *path);
+void cae_replace_abort(FILE *f, const char *tmp);
+
 #endif

@@ -225,21 +225,16 @@ void cae_kernel_cache_store(const cae_kernel_cache *kc, cl_program program)
         return;
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof data, &data, NULL) != CL_SUCCESS)
         goto out;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", kc->path, (long)getpid());
-    f = fopen(tmp, "wb");
+    f = cae_replace_open(kc->path, "wb", tmp, sizeof tmp);
     if (!f)
         goto fail;
     entry_header(header, data, size);
-    if (fwrite(header, 1, ENTRY_HEADER, f) != ENTRY_HEADER || fwrite(data, 1, size, f) != size ||
-        fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
-        unlink(tmp);
+    if (fwrite(header, 1, ENTRY_HEADER, f) != ENTRY_HEADER || fwrite(data, 1, size, f) != size) {
+        cae_replace_abort(f, tmp);
         goto fail;
     }
-    if (fclose(f) != 0 || rename(tmp, kc->path) != 0) {
-        unlink(tmp);
+    if (cae_replace_commit(f, tmp, kc->path) != 0)
         goto fail;
-    }
     goto out;
 fail:
     cae_errorf("warning: could not write kernel cache entry %s: %s", kc->path, strerror(errno));

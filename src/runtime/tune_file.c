@@ -317,24 +317,20 @@ int cae_tune_save(const char *path, const cae_tune_device *dev, const cae_tune *
         json_decref(root);
         return -1;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    f = fopen(tmp, "w");
+    f = cae_replace_open(path, "w", tmp, sizeof tmp);
     if (!f) {
         cae_errorf("cannot write %s: %s", tmp, strerror(errno));
         json_decref(root);
         return -1;
     }
-    if (json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 || fputc('\n', f) == EOF ||
-        fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    if (json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 || fputc('\n', f) == EOF) {
         cae_errorf("cannot write %s: %s", tmp, strerror(errno));
-        fclose(f);
-    } else if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        cae_replace_abort(f, tmp);
+    } else if (cae_replace_commit(f, tmp, path) != 0) {
         cae_errorf("cannot write %s: %s", path, strerror(errno));
     } else {
         rc = 0;
     }
-    if (rc != 0)
-        unlink(tmp);
     json_decref(root);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include "data/loader_args.h"
 #include "data/masking.h"
 #include "runtime/errors.h"
+#include "runtime/files.h"
 #include "train/train_log.h"
 
 #include <errno.h>
@@ -292,35 +293,21 @@ static int png_to(FILE *f, const cae_image *img, char *why)
 int cae_png_write(const char *path, const cae_image *img)
 {
     char tmp[4300], why[200] = "";
-    FILE *f;
-    int rc;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        cae_errorf("%s: path too long", path);
-        return -1;
-    }
-    f = fopen(tmp, "wb");
+    FILE *f = cae_replace_open(path, "wb", tmp, sizeof tmp);
     if (!f) {
-        cae_errorf("%s: %s", path, strerror(errno));
+        cae_errorf("%s: %s", path, errno == ENAMETOOLONG ? "path too long" : strerror(errno));
         return -1;
     }
-    rc = png_to(f, img, why);
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0)) {
-        snprintf(why, sizeof why, "%s", strerror(errno));
-        rc = -1;
-    }
-    if (fclose(f) != 0 && rc == 0) {
-        snprintf(why, sizeof why, "%s", strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        snprintf(why, sizeof why, "%s", strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) {
-        unlink(tmp);
+    if (png_to(f, img, why) != 0) {
+        cae_replace_abort(f, tmp);
         cae_errorf("%s: cannot write the PNG: %s", path, why);
+        return -1;
     }
-    return rc;
+    if (cae_replace_commit(f, tmp, path) != 0) {
+        cae_errorf("%s: cannot write the PNG: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int cae_recon_write(cae_recon *r, cae_model *m, const char *path)
