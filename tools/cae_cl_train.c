@@ -44,6 +44,10 @@ static void on_signal(int sig)
 
 /* a stop every rank agrees on (non-finite loss): no abort needed */
 #define STOP_TOGETHER (-2)
+/* the same, where another rank says why and carries the failure: this one
+ * ends with status 0, so mpirun does not end the job (and drop that rank's
+ * line on its way) when this one exits first */
+#define STOP_QUIET (-3)
 
 typedef struct {
     cae_dist dist;
@@ -114,11 +118,7 @@ static int check_ranks_agree(trainer *t)
         cae_errorf("--%s differs from rank 0's", name[item]);
     else if (t->dist.rank == rank)
         cae_errorf("the data set differs from rank 0's: %s", cae_dataset_describe(t->ds));
-    /* no rank exits before that line is out: an early exit lets mpirun end
-     * the job while the line is still on its way */
-    double line_out = 0;
-    (void)cae_dist_sum(&t->dist, &line_out, 1);
-    return STOP_TOGETHER;
+    return t->dist.rank == rank ? STOP_TOGETHER : STOP_QUIET;
 }
 
 static void schedules(trainer *t)
@@ -538,7 +538,9 @@ int main(int argc, char **argv)
         rc = train(&t);
     if (rc == -1 && t.dist.world > 1) /* this rank failed: stop the others now */
         cae_dist_abort(&t.dist, 1, "training failed (the cause is above)");
-    if (rc < 0)
+    if (rc == STOP_QUIET)
+        rc = 0;
+    else if (rc < 0)
         rc = 1;
     teardown(&t);
     cae_dist_finalize(&t.dist);
